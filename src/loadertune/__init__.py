@@ -1,0 +1,38 @@
+"""loadertune: find the fastest PyTorch DataLoader settings for your dataset and training step,
+on your machine, by measuring them.
+
+>>> import loadertune
+>>> result = loadertune.bench(loadertune.Workload(dataset, step=train_step),
+...                           [loadertune.LoaderConfig(num_workers=n) for n in (0, 2, 4)])
+>>> DataLoader(dataset, batch_size=64, **result.best.loader_kwargs)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from loadertune.core.bench import Interrupted, TrialEvent, bench
+from loadertune.core.config import LoaderConfig
+from loadertune.core.errors import LoadertuneError, LoadertuneWarning, TrialTimeout, UsageError
+from loadertune.core.result import Result, Summary
+from loadertune.core.runner import TrialLimits
+from loadertune.core.trial import Trial, TrialError
+from loadertune.core.workload import Workload
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Interrupted",
+    "LoaderConfig",
+    "LoadertuneError",
+    "LoadertuneWarning",
+    "Result",
+    "Summary",
+    "Trial",
+    "TrialError",
+    "TrialEvent",
+    "TrialLimits",
+    "TrialTimeout",
+    "UsageError",
+    "Workload",
+    "__version__",
+    "bench",
+]

@@ -1,0 +1,5 @@
+"""``python -m loadertune``."""
+
+from loadertune.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""The command line: parse, call the library, render. It measures nothing itself.
+
+Exit codes: 0 success; 1 measured, but a trial failed or nothing usable was found;
+2 bad usage or target; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EPILOG = """\
+TARGET is path/to/file.py:name or package.module:name, where name is a Dataset, a DataLoader,
+or a zero-argument callable returning one. A --step target is a function of one batch.
+
+exit codes: 0 success; 1 measured, but a trial failed or nothing usable was found;
+2 bad usage or target; 130 interrupted (what was measured is kept and printed)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with one line and code 2, without the usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"loadertune: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="loadertune",
+        description="Find the fastest PyTorch DataLoader settings by measuring them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_bench(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_bench(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="measure the DataLoader configs you list on your dataset and step",
+        description="Measure each listed DataLoader config on your dataset and training step.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("target", metavar="TARGET", help="the Dataset or DataLoader to measure")
+    bench.add_argument("--step", metavar="TARGET", help="training step: a function of one batch")
+    bench.add_argument(
+        "--batch-size", type=_positive_int, help="batch size (default: 64, or the DataLoader's own)"
+    )
+    bench.add_argument(
+        "--workers",
+        type=_int_list,
+        default=[0, 2, 4],
+        metavar="N,N,...",
+        help="num_workers values to try (default: 0,2,4)",
+    )
+    bench.add_argument(
+        "--prefetch-factor", type=_positive_int, help="prefetch_factor for configs with workers"
+    )
+    bench.add_argument(
+        "--persistent-workers", action="store_true", help="keep workers alive between epochs"
+    )
+    bench.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=1,
+        help="epochs your job runs; persistent workers start once (default: 1)",
+    )
+    bench.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=3,
+        help="interleaved repeats of every config (default: 3)",
+    )
+    bench.add_argument(
+        "--trial-budget",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="seconds a trial may run before the rest of its epoch is estimated (default: 10)",
+    )
+    bench.add_argument(
+        "--trial-timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="fail a trial with no batch for S seconds (default: 60)",
+    )
+    bench.add_argument(
+        "--batches",
+        type=_positive_int,
+        default=200,
+        metavar="N",
+        help="batches measured for a dataset without __len__ (default: 200)",
+    )
+    bench.add_argument(
+        "--json", metavar="PATH", help="write the result document here, after every trial"
+    )
+    bench.set_defaults(run=_run_bench)
+
+
+def _add_demo(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="measure the classic DataLoader example and say what is fastest here",
+        description="Measure the classic example (1000 rows x 100 floats, nn.Linear(100, 2), "
+        "batch 64) at several worker counts, and say what is fastest on this machine.",
+    )
+    demo.add_argument("--json", metavar="PATH", help="write the result document here")
+    demo.set_defaults(run=_run_demo)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``loadertune`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from loadertune.core.errors import UsageError
+
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        code: int = args.run(args, list(argv) if argv is not None else sys.argv[1:])
+    except UsageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return code
+
+
+def _run_bench(args: argparse.Namespace, argv: list[str]) -> int:
+    from loadertune.commands import bench_workload, configs_from_args, measure
+
+    workload = bench_workload(args)
+    configs = configs_from_args(args)
+    return measure(workload, configs, args, ["loadertune", *argv])
+
+
+def _run_demo(args: argparse.Namespace, argv: list[str]) -> int:
+    from loadertune.commands import demo
+
+    return demo(args, ["loadertune", *argv])
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"loadertune: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    """``'0,2,4'`` -> ``[0, 2, 4]``; every item a whole number >= 0."""
+    try:
+        values = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers separated by commas, like 0,2,4; got {text!r}"
+        ) from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"worker counts must be >= 0, got {text!r}")
+    return values
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"loadertune {version('loadertune')}"
+    except PackageNotFoundError:
+        return "loadertune (not installed)"

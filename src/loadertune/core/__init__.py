@@ -1,0 +1,1 @@
+"""Measuring and classifying: imports nothing above it."""

@@ -1,0 +1,120 @@
+"""Run a list of configs with interleaved repeats, so drift hits every config alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from loadertune.core.config import LoaderConfig
+from loadertune.core.machine import machine_facts
+from loadertune.core.result import Result
+from loadertune.core.runner import TrialLimits, run_trial
+from loadertune.core.trial import Trial
+from loadertune.core.workload import Workload
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """Progress news: ``trial`` is None when the trial starts, set when it ends."""
+
+    index: int
+    total: int
+    config: LoaderConfig
+    repeat: int
+    trial: Trial | None = None
+
+
+OnTrial = Callable[[TrialEvent], None]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, under the CLI) during a run; ``result`` keeps what was measured."""
+
+    def __init__(self, result: Result) -> None:
+        super().__init__("interrupted")
+        self.result = result
+
+
+def schedule(configs: Sequence[LoaderConfig], repeats: int) -> list[tuple[int, LoaderConfig]]:
+    """Interleaved order: every config once per round, each round rotated by one, so no config
+    always runs first (cold caches) or right after the same neighbour."""
+    order = []
+    for r in range(repeats):
+        shift = r % len(configs)
+        order += [(r, c) for c in [*configs[shift:], *configs[:shift]]]
+    return order
+
+
+def bench(
+    workload: Workload,
+    configs: Iterable[LoaderConfig],
+    *,
+    repeats: int = 3,
+    limits: TrialLimits | None = None,
+    on_trial: OnTrial | None = None,
+    json_path: str | Path | None = None,
+    command: list[str] | None = None,
+) -> Result:
+    """Measure each config ``repeats`` times on the workload's real step and return the result.
+
+    A config that fails is recorded with its reason and the others still run. With
+    ``json_path`` the result document is rewritten (atomically) after every trial. Ctrl-C raises
+    :class:`Interrupted`, whose ``result`` holds every trial finished before it.
+
+    >>> result = bench(Workload(my_dataset, step=train_step), [LoaderConfig(0), LoaderConfig(4)])
+    >>> DataLoader(my_dataset, batch_size=64, **result.best.loader_kwargs)  # doctest: +SKIP
+    """
+    configs = _unique(configs)
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats!r}")
+    limits = limits or TrialLimits()
+    result = Result(
+        machine=machine_facts().to_dict(),
+        workload=workload.facts(),
+        settings={"repeats": repeats, **asdict(limits)},
+        command=command,
+    )
+    run = _Run(result, workload, limits, on_trial, json_path)
+    plan = schedule(configs, repeats)
+    for index, (repeat, config) in enumerate(plan):
+        run.one(config, repeat, index, len(plan))
+    return result
+
+
+@dataclass
+class _Run:
+    """Runs trials into ``result``, saving after each and reporting progress."""
+
+    result: Result
+    workload: Workload
+    limits: TrialLimits
+    on_trial: OnTrial | None
+    json_path: str | Path | None
+
+    def one(self, config: LoaderConfig, repeat: int, index: int, total: int) -> None:
+        self._tell(TrialEvent(index, total, config, repeat))
+        try:
+            trial = run_trial(self.workload, config, self.limits, repeat=repeat)
+        except KeyboardInterrupt as exc:
+            self.result.interrupted = True
+            self._save()
+            raise Interrupted(self.result) from exc
+        self.result.trials.append(trial)
+        self._save()
+        self._tell(TrialEvent(index, total, config, repeat, trial))
+
+    def _tell(self, event: TrialEvent) -> None:
+        if self.on_trial is not None:
+            self.on_trial(event)
+
+    def _save(self) -> None:
+        if self.json_path is not None:
+            self.result.save(self.json_path)
+
+
+def _unique(configs: Iterable[LoaderConfig]) -> list[LoaderConfig]:
+    unique = list(dict.fromkeys(configs))
+    if not unique:
+        raise ValueError("no configs to measure")
+    return unique

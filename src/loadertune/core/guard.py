@@ -1,0 +1,106 @@
+"""Keeping user code in bounds: a no-progress watchdog, and no worker left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from types import FrameType, TracebackType
+from typing import Any
+
+import psutil
+
+from loadertune.core.errors import TrialTimeout
+
+REAP_GRACE_S = 2.0  # SIGTERM first; a worker still alive after this gets SIGKILL
+
+
+class Watchdog:
+    """Raises :class:`TrialTimeout` in the main thread when ``reset()`` is not called in time.
+
+    Uses ``SIGALRM`` so it also interrupts a dataset that hangs in the main process
+    (``num_workers=0``) in Python code or a blocking call. Off the main thread, or where the
+    platform has no ``setitimer``, it does nothing (``armed`` is False).
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.armed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Watchdog:
+        if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGALRM, self._fire)
+            self.armed = True
+            self.reset()
+        return self
+
+    def reset(self) -> None:
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous)
+            self.armed = False
+
+    def _fire(self, signum: int, frame: FrameType | None) -> None:
+        raise TrialTimeout(f"no batch for {self.timeout_s:g} s")
+
+
+def child_pids() -> set[int]:
+    """PIDs of this process's living descendants."""
+    with contextlib.suppress(psutil.Error):
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+    return set()
+
+
+def _multiprocessing_helpers() -> set[int]:
+    """The forkserver and resource-tracker processes: shared by design, reused across trials."""
+    from multiprocessing import forkserver, resource_tracker
+
+    helpers: list[tuple[Any, str]] = [
+        (forkserver, "_forkserver._forkserver_pid"),
+        (resource_tracker, "_resource_tracker._pid"),
+    ]
+    pids = set()
+    for module, path in helpers:
+        owner_name, attr = path.split(".")
+        pid = getattr(getattr(module, owner_name, None), attr, None)
+        if isinstance(pid, int) and pid > 0:
+            pids.add(pid)
+    return pids
+
+
+def reap_children(before: set[int]) -> list[int]:
+    """Terminate, then kill, descendants that were not alive in ``before``; return their PIDs."""
+    spare = before | _multiprocessing_helpers()
+    leftovers = []
+    with contextlib.suppress(psutil.Error):
+        leftovers = [p for p in psutil.Process().children(recursive=True) if p.pid not in spare]
+    for proc in leftovers:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(leftovers, timeout=REAP_GRACE_S)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=REAP_GRACE_S)
+    return [p.pid for p in leftovers]
+
+
+def shutdown_iterator(iterator: Any) -> float:
+    """Stop a DataLoader iterator's workers and pin-memory thread; return the seconds it took."""
+    start = time.perf_counter()
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        with contextlib.suppress(Exception):
+            shutdown()
+    return time.perf_counter() - start

@@ -1,0 +1,178 @@
+"""Result: many trials, their summaries and the pick; a versioned JSON document written atomically.
+
+Schema ``loadertune.result`` version 1. Readers should check ``schema`` and ``version``; fields
+are only ever added within a version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from loadertune.core import stats
+from loadertune.core.config import LoaderConfig
+from loadertune.core.trial import Trial
+
+SCHEMA = "loadertune.result"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Summary:
+    """All repeats of one config: medians with their spread (over successful repeats)."""
+
+    config: LoaderConfig
+    trials: tuple[Trial, ...]
+    epochs: int = 1
+
+    @property
+    def ok_trials(self) -> list[Trial]:
+        return [t for t in self.trials if t.ok]
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok_trials
+
+    @property
+    def loader_kwargs(self) -> dict[str, Any]:
+        """What to pass to ``DataLoader(dataset, **loader_kwargs)`` (with your batch size etc.)."""
+        return self.config.to_kwargs()
+
+    def figure(self, name: str) -> stats.Spread | None:
+        """Median and range of a derived figure (e.g. ``epoch_s``) across successful repeats."""
+        values = [getattr(t, name) for t in self.ok_trials]
+        return stats.spread([v for v in values if v is not None])
+
+    @property
+    def epoch_s(self) -> stats.Spread | None:
+        return self.figure("epoch_s")
+
+    @property
+    def planned_s(self) -> stats.Spread | None:
+        """Median wall time for the planned epochs (persistent workers start once)."""
+        values = [t.planned_s(self.epochs) for t in self.ok_trials]
+        return stats.spread([v for v in values if v is not None])
+
+    @property
+    def errors(self) -> list[str]:
+        return [str(t.error) for t in self.trials if t.error is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "loader_kwargs": self.loader_kwargs,
+            "label": self.config.label(),
+            "ok_repeats": len(self.ok_trials),
+            "failed_repeats": len(self.trials) - len(self.ok_trials),
+            **{name: _spread_dict(self.figure(name)) for name in SUMMARY_FIGURES},
+            "planned_s": _spread_dict(self.planned_s),
+            "errors": self.errors,
+        }
+
+
+SUMMARY_FIGURES = (
+    "epoch_s",
+    "samples_per_s",
+    "startup_s",
+    "data_wait_fraction",
+    "peak_memory_bytes",
+)
+
+
+@dataclass
+class Result:
+    """What a bench (or tune) run measured: every trial, kept raw; machine and workload facts."""
+
+    machine: dict[str, Any]
+    workload: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+    trials: list[Trial] = field(default_factory=list)
+    command: list[str] | None = None
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    interrupted: bool = False
+
+    @property
+    def epochs(self) -> int:
+        return int(self.workload.get("epochs") or 1)
+
+    def summaries(self) -> list[Summary]:
+        """One summary per config, in the order configs were first tried."""
+        groups: dict[LoaderConfig, list[Trial]] = {}
+        for trial in self.trials:
+            groups.setdefault(trial.config, []).append(trial)
+        return [Summary(c, tuple(ts), self.epochs) for c, ts in groups.items()]
+
+    @property
+    def best(self) -> Summary | None:
+        """The config with the lowest median time for the planned epochs, among those that ran."""
+        ranked = [s for s in self.summaries() if s.planned_s is not None]
+        return min(ranked, key=lambda s: s.planned_s.median if s.planned_s else 0.0, default=None)
+
+    @property
+    def failed_trials(self) -> list[Trial]:
+        return [t for t in self.trials if not t.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.best
+        return {
+            "schema": SCHEMA,
+            "version": VERSION,
+            "created": self.created,
+            "command": self.command,
+            "interrupted": self.interrupted,
+            "machine": self.machine,
+            "workload": self.workload,
+            "settings": self.settings,
+            "best": best.to_dict() if best else None,
+            "summary": [s.to_dict() for s in self.summaries()],
+            "trials": [t.to_dict() for t in self.trials],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Result:
+        if doc.get("schema") != SCHEMA:
+            raise ValueError(f"not a loadertune result (schema {doc.get('schema')!r})")
+        if doc.get("version") != VERSION:
+            raise ValueError(f"unsupported result version {doc.get('version')!r}, want {VERSION}")
+        return cls(
+            machine=doc["machine"],
+            workload=doc["workload"],
+            settings=doc.get("settings", {}),
+            trials=[Trial.from_dict(t) for t in doc["trials"]],
+            command=doc.get("command"),
+            created=doc.get("created", ""),
+            interrupted=doc.get("interrupted", False),
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write the JSON document atomically: a crash at any moment leaves the last whole one."""
+        write_atomic(Path(path), json.dumps(self.to_dict(), indent=1, allow_nan=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Result:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _spread_dict(value: stats.Spread | None) -> dict[str, float] | None:
+    if value is None:
+        return None
+    return {"median": value.median, "low": value.low, "high": value.high, "n": value.n}

@@ -1,0 +1,228 @@
+"""Run one trial: build the loader for a config, run the user's step on its batches, record raw
+times, and always shut the workers down, whatever the user's code did."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from loadertune.core import guard
+from loadertune.core.config import LoaderConfig
+from loadertune.core.errors import TrialTimeout
+from loadertune.core.memory import MemorySampler
+from loadertune.core.probe import IndexRecorder, ProbedBatch
+from loadertune.core.trial import FAILED, Trial, TrialError
+from loadertune.core.workload import Workload
+
+MIN_WINDOW_ROUNDS = 6  # a cut-short trial measures at least this many prefetch stocks' worth
+HARD_CAP_FACTOR = 3.0  # ...but never runs past this many times its budget to get them
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class TrialLimits:
+    """How long a trial may run: ``budget_s`` before cutting the epoch short (once enough
+    batches were seen to estimate the rest), ``timeout_s`` without any batch before failing."""
+
+    budget_s: float = 10.0
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.budget_s <= 0 or self.timeout_s <= 0:
+            raise ValueError(f"trial budget and timeout must be > 0, got {self}")
+
+
+def min_batches(config: LoaderConfig) -> int:
+    """Batches a cut-short trial needs so the stock-corrected rate has a window to work on."""
+    return config.in_flight_batches * (MIN_WINDOW_ROUNDS + 1) + 16
+
+
+def run_trial(
+    workload: Workload,
+    config: LoaderConfig,
+    limits: TrialLimits,
+    *,
+    repeat: int = 0,
+    clock: Clock = time.perf_counter,
+) -> Trial:
+    """Measure ``config`` on ``workload`` once. Failures are recorded in the trial, not raised;
+    KeyboardInterrupt is recorded and re-raised. No worker outlives the call."""
+    epoch_batches = workload.epoch_batches()
+    trial = Trial(config, repeat, epoch_batches or workload.batch_budget)
+    recorder = IndexRecorder([])
+    before = guard.child_pids()
+    sampler = MemorySampler()
+    iterator: Any = None
+    saved = _TorchState.save()
+    start = clock()
+    try:
+        with guard.Watchdog(limits.timeout_s) as watchdog, sampler, _quiet_torch():
+            loader = workload.build_loader(config, recorder)
+            start = clock()
+            iterator = iter(loader)
+            _Loop(trial, workload, limits, clock, start).run(iterator, watchdog)
+            if config.persistent_workers and workload.epochs > 1:
+                trial.warm_startup_s = _warm_startup_s(loader, clock)
+    except KeyboardInterrupt:
+        trial.status, trial.error = FAILED, TrialError("interrupted", "interrupted by the user")
+        raise
+    except BaseException as exc:  # noqa: BLE001 - user code may raise anything; we report it
+        trial.status, trial.error = FAILED, _explain(exc, trial, workload, recorder)
+    finally:
+        trial.shutdown_s = guard.shutdown_iterator(iterator)
+        guard.reap_children(before)
+        saved.restore()
+        trial.handed_s = [t - start for t in recorder.handed_s]
+        trial.memory = [(t - start, b) for t, b in sampler.samples]
+        trial.memory_metric = sampler.metric
+        _count_samples_from_indices(trial, recorder)
+    return trial
+
+
+def _count_samples_from_indices(trial: Trial, recorder: IndexRecorder) -> None:
+    """Exact batch sizes from the sampler, where batches arrive in the order handed out."""
+    if not trial.config.in_order or len(recorder.handed) < trial.batches:
+        return
+    for k in range(trial.batches):
+        indices = recorder.indices_of(k)
+        if indices is not None:
+            trial.n_samples[k] = len(indices)
+
+
+@dataclass(frozen=True)
+class _TorchState:
+    """What a trial may disturb in the user's process: the shuffle seeds drawn from torch's
+    global RNG, and the intra-op thread count."""
+
+    rng: Any
+    threads: int
+
+    @classmethod
+    def save(cls) -> _TorchState:
+        import torch
+
+        return cls(torch.random.get_rng_state(), torch.get_num_threads())
+
+    def restore(self) -> None:
+        import torch
+
+        torch.random.set_rng_state(self.rng)
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+
+
+@contextlib.contextmanager
+def _quiet_torch() -> Iterator[None]:
+    """Silence DataLoader's warning about more workers than CPUs: trying that is our job."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*worker processes in total", category=UserWarning
+        )
+        yield
+
+
+@dataclass
+class _Loop:
+    """The measured loop of one trial: ``next()``, the step, four timestamps per batch."""
+
+    trial: Trial
+    workload: Workload
+    limits: TrialLimits
+    clock: Clock
+    start: float
+
+    def run(self, iterator: Any, watchdog: guard.Watchdog) -> None:
+        """Consume batches until the epoch ends or the trial has seen enough."""
+        step, clock = self.workload.step, self.clock
+        while True:
+            requested = clock()
+            try:
+                item: ProbedBatch = next(iterator)
+            except StopIteration:
+                self.trial.complete, self.trial.end_s = True, clock() - self.start
+                return
+            ready = clock()
+            if step is not None:
+                _run_step(step, item.batch, self.trial.batches)
+            ended = clock()
+            self._record(item, requested, ready, ended)
+            watchdog.reset()
+            if self._should_stop(ended - self.start):
+                return
+
+    def _record(self, item: ProbedBatch, requested: float, ready: float, ended: float) -> None:
+        trial, start = self.trial, self.start
+        trial.request_s.append(requested - start)
+        trial.ready_s.append(ready - start)
+        trial.step_end_s.append(ended - start)
+        trial.done_s.append(item.done_s - start)
+        trial.worker_id.append(item.worker_id)
+        trial.n_samples.append(_batch_len(item.batch))
+
+    def _should_stop(self, elapsed_s: float) -> bool:
+        trial = self.trial
+        if trial.epoch_batches is not None and trial.batches >= trial.epoch_batches:
+            return True  # a dataset without length: the batch budget is its epoch
+        if elapsed_s < self.limits.budget_s:
+            return False
+        enough = trial.batches >= min_batches(trial.config)
+        return enough or elapsed_s >= HARD_CAP_FACTOR * self.limits.budget_s
+
+
+class StepError(Exception):
+    """The user's step raised; carries the batch number."""
+
+    def __init__(self, cause: BaseException, batch: int) -> None:
+        super().__init__(str(cause))
+        self.cause, self.batch = cause, batch
+
+
+def _run_step(step: Callable[[Any], Any], batch: Any, number: int) -> None:
+    try:
+        step(batch)
+    except (KeyboardInterrupt, TrialTimeout):
+        raise
+    except Exception as exc:
+        raise StepError(exc, number) from exc
+
+
+def _warm_startup_s(loader: Any, clock: Clock) -> float | None:
+    """Time to the first batch of a second epoch (persistent workers are already running)."""
+    begin = clock()
+    iterator = iter(loader)
+    next(iterator, None)
+    return clock() - begin
+
+
+def _batch_len(batch: Any) -> int:
+    """Samples in a batch: the leading size of its first tensor, found recursively."""
+    size = _leading_size(batch)
+    return size if size is not None else 1
+
+
+def _leading_size(obj: Any) -> int | None:
+    shape = getattr(obj, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) else 1
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, list | tuple):
+        for item in obj:
+            size = _leading_size(item)
+            if size is not None:
+                return size
+        return len(obj)
+    return None
+
+
+def _explain(
+    exc: BaseException, trial: Trial, workload: Workload, recorder: IndexRecorder
+) -> TrialError:
+    from loadertune.core.failures import explain
+
+    return explain(exc, trial.batches, workload, recorder)

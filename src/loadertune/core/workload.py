@@ -1,0 +1,204 @@
+"""Workload: what the user gives (a Dataset or a DataLoader, a step, the epochs planned).
+
+This is the one seam to user code. Everything that is not a worker knob (batch size, sampler or
+shuffle, collate_fn, drop_last, worker_init_fn, generator) comes from here and stays fixed while
+the worker knobs (:class:`LoaderConfig`) vary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from loadertune.core.config import LoaderConfig
+from loadertune.core.probe import IndexRecorder, ProbedCollate
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+DEFAULT_BATCH_SIZE = 64  # a bare Dataset has no batch size of its own; 64 is the classic recipe's
+DEFAULT_BATCH_BUDGET = 200  # batches that stand for an "epoch" of a dataset without __len__
+
+Step = Callable[[Any], Any]
+
+
+@dataclass
+class Workload:
+    """A dataset or DataLoader, an optional training step, and the epochs the user plans.
+
+    Give a ``Dataset`` (batched with ``batch_size``, default 64, shuffled) or a ``DataLoader``
+    (its batch size, sampler, collate_fn, drop_last, worker_init_fn and generator are kept; only
+    the worker knobs vary). ``step(batch)`` is the user's training step, run on every batch.
+    ``epochs`` is how many epochs the real job runs (used to amortise worker startup).
+    A dataset without ``__len__`` is measured over ``batch_budget`` batches instead of an epoch.
+
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> w = Workload(TensorDataset(torch.zeros(100, 3)), batch_size=10)
+    >>> w.epoch_batches()
+    10
+    """
+
+    data: Any
+    step: Step | None = None
+    batch_size: int | None = None
+    shuffle: bool = True
+    epochs: int = 1
+    batch_budget: int = DEFAULT_BATCH_BUDGET
+    name: str = ""
+    _base: dict[str, Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from torch.utils.data import DataLoader
+
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, int) or self.batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs!r}")
+        if self.batch_budget < 1:
+            raise ValueError(f"batch_budget must be >= 1, got {self.batch_budget!r}")
+        if isinstance(self.data, DataLoader):
+            self._base = _base_from_loader(self.data, self.batch_size)
+        else:
+            self._base = self._base_from_dataset()
+        if not self.name:
+            self.name = type(self.dataset).__name__
+
+    @property
+    def dataset(self) -> Any:
+        """The dataset, whether given bare or inside a DataLoader."""
+        return self._base["dataset"]
+
+    @property
+    def is_iterable(self) -> bool:
+        """True for an IterableDataset (no indices, no sampler)."""
+        from torch.utils.data import IterableDataset
+
+        return isinstance(self.dataset, IterableDataset)
+
+    def baseline_config(self) -> LoaderConfig:
+        """The worker knobs of the user's own DataLoader, or ``num_workers=0`` for a Dataset."""
+        from torch.utils.data import DataLoader
+
+        if not isinstance(self.data, DataLoader):
+            return LoaderConfig()
+        return _config_of(self.data)
+
+    def build_loader(
+        self, config: LoaderConfig, recorder: IndexRecorder | None = None
+    ) -> DataLoader[Any]:
+        """A DataLoader with the workload's fixed settings, ``config``'s knobs and our probes.
+
+        Batches come out as :class:`ProbedBatch`; with ``recorder`` the sampler's output is
+        recorded (map-style datasets only).
+        """
+        from torch.utils.data import DataLoader
+
+        kwargs = dict(self._base)
+        kwargs["collate_fn"] = ProbedCollate(kwargs["collate_fn"])
+        if recorder is not None and not self.is_iterable:
+            key = "batch_sampler" if kwargs.get("batch_sampler") is not None else "sampler"
+            recorder.inner = kwargs[key]
+            kwargs[key] = recorder
+        return DataLoader(**kwargs, **config.to_kwargs())
+
+    def epoch_batches(self) -> int | None:
+        """Batches in one epoch, or None when the dataset has no length."""
+        try:
+            return len(self.build_loader(LoaderConfig()))
+        except TypeError:
+            return None
+
+    def facts(self) -> dict[str, Any]:
+        """JSON-ready description of the workload, for results."""
+        try:
+            samples: int | None = len(self.dataset)
+        except TypeError:
+            samples = None
+        return {
+            "name": self.name,
+            "dataset_type": type(self.dataset).__qualname__,
+            "given": "DataLoader" if self._given_loader else "Dataset",
+            "samples": samples,
+            "iterable": self.is_iterable,
+            "batch_size": self._batch_size_shown(),
+            "epoch_batches": self.epoch_batches(),
+            "batch_budget": self.batch_budget,
+            "step": _callable_name(self.step),
+            "epochs": self.epochs,
+        }
+
+    @property
+    def _given_loader(self) -> bool:
+        from torch.utils.data import DataLoader
+
+        return isinstance(self.data, DataLoader)
+
+    def _batch_size_shown(self) -> int | None:
+        sampler = self._base.get("batch_sampler")
+        return self._base.get("batch_size") or getattr(sampler, "batch_size", None)
+
+    def _base_from_dataset(self) -> dict[str, Any]:
+        from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+        from torch.utils.data._utils.collate import default_collate
+
+        batch_size = self.batch_size or DEFAULT_BATCH_SIZE
+        base: dict[str, Any] = {"dataset": self.data, "collate_fn": default_collate}
+        if _is_iterable(self.data):
+            base["batch_size"] = batch_size
+            return base
+        sampler_cls = RandomSampler if self.shuffle else SequentialSampler
+        base["batch_sampler"] = BatchSampler(sampler_cls(self.data), batch_size, drop_last=False)
+        return base
+
+
+def _is_iterable(dataset: Any) -> bool:
+    from torch.utils.data import IterableDataset
+
+    return isinstance(dataset, IterableDataset)
+
+
+def _base_from_loader(loader: DataLoader[Any], batch_size: int | None) -> dict[str, Any]:
+    """The settings of ``loader`` that stay fixed; ``batch_size`` (if given) overrides its own."""
+    from torch.utils.data import BatchSampler
+
+    base: dict[str, Any] = {
+        "dataset": loader.dataset,
+        "collate_fn": loader.collate_fn,
+        "worker_init_fn": loader.worker_init_fn,
+        "generator": loader.generator,
+    }
+    if _is_iterable(loader.dataset):
+        base["batch_size"] = batch_size or loader.batch_size
+        base["drop_last"] = loader.drop_last
+    elif loader.batch_sampler is None:
+        base["batch_size"] = None
+        base["sampler"] = loader.sampler
+    elif batch_size is not None:
+        base["batch_sampler"] = BatchSampler(loader.sampler, batch_size, loader.drop_last)
+    else:
+        base["batch_sampler"] = loader.batch_sampler
+    return base
+
+
+def _config_of(loader: DataLoader[Any]) -> LoaderConfig:
+    """The worker knobs a DataLoader was built with."""
+    context = loader.multiprocessing_context
+    workers = loader.num_workers
+    return LoaderConfig(
+        num_workers=workers,
+        prefetch_factor=loader.prefetch_factor if workers else None,
+        persistent_workers=loader.persistent_workers,
+        pin_memory=loader.pin_memory,
+        multiprocessing_context=context.get_start_method() if context is not None else None,
+        in_order=getattr(loader, "in_order", True),
+    )
+
+
+def _callable_name(fn: Any) -> str | None:
+    if fn is None:
+        return None
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__

@@ -1,0 +1,1 @@
+"""Renderers: they read a Result and never measure, and never import torch."""

@@ -1,0 +1,59 @@
+"""One plain sentence on what a result found, every figure in it measured."""
+
+from __future__ import annotations
+
+from loadertune.core.result import Result, Summary
+from loadertune.report import units
+
+
+def headline(result: Result) -> str:
+    """The pick, its time, and how the others compare; why, where a measurement says so.
+
+    >>> headline(result)  # doctest: +SKIP
+    'Fastest here: num_workers=0, 11.3 ms per epoch. num_workers=2 is 11x slower (126 ms): ...'
+    """
+    best = result.best
+    if best is None or best.epoch_s is None:
+        return "No configuration completed; see the errors above."
+    parts = [f"Fastest here: {_kwargs(best)}, {units.seconds(best.epoch_s.median)} per epoch."]
+    others = [s for s in result.summaries() if s.epoch_s is not None and s.config != best.config]
+    rule = _one_per_cpu(others, _usable_cpus(result))
+    if rule is not None:
+        parts.append(_comparison(best, rule, " (one per CPU, the usual rule)"))
+    slowest = max(others, key=_median_epoch, default=None)
+    if slowest is not None and slowest is not rule:
+        parts.append(_comparison(best, slowest, ""))
+    return " ".join(parts)
+
+
+def _median_epoch(summary: Summary) -> float:
+    return summary.epoch_s.median if summary.epoch_s else 0.0
+
+
+def _usable_cpus(result: Result) -> int | None:
+    cpus = result.machine.get("cpus") or {}
+    usable = cpus.get("usable")
+    return usable if isinstance(usable, int) else None
+
+
+def _one_per_cpu(others: list[Summary], cpus: int | None) -> Summary | None:
+    plain = [s for s in others if s.config.num_workers == cpus and not s.config.persistent_workers]
+    return plain[0] if plain else None
+
+
+def _comparison(best: Summary, other: Summary, note: str) -> str:
+    ratio = _median_epoch(other) / _median_epoch(best)
+    speed = f"{ratio:.3g}x slower" if ratio >= 1 else f"{1 / ratio:.3g}x faster per epoch"
+    text = f"{_kwargs(other)}{note} is {speed} ({units.seconds(_median_epoch(other))})"
+    startup = other.figure("startup_s")
+    if other.config.num_workers and startup and startup.median > _median_epoch(best):
+        text += (
+            f": its {other.config.num_workers} workers take {units.seconds(startup.median)} "
+            "to deliver the first batch, longer than a whole epoch of the fastest"
+        )
+    return text + "."
+
+
+def _kwargs(summary: Summary) -> str:
+    kwargs = summary.loader_kwargs or {"num_workers": 0}
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items())

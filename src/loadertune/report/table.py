@@ -1,0 +1,85 @@
+"""The results table: one row per config, the fastest marked."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from rich import box
+from rich.table import Table
+
+from loadertune.core.result import Result, Summary
+from loadertune.report import units
+
+Justify = Literal["left", "right"]
+
+
+def results_table(result: Result) -> Table:
+    """A rich Table of every config: epoch time with spread, samples/s, startup, data wait,
+    peak memory; the fastest row marked with ``*``."""
+    best = result.best
+    epochs = result.epochs
+    table = Table(
+        caption=f"median of {result.settings.get('repeats')} interleaved runs ± half their range"
+        "; * fastest",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for name, justify in _columns(epochs):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for summary in result.summaries():
+        marked = best is not None and summary.config == best.config
+        table.add_row(*_row(summary, marked, epochs), style="bold green" if marked else None)
+    return table
+
+
+def title(result: Result) -> str:
+    """What was measured, one line: workload name, batch size, batches per epoch."""
+    workload = result.workload
+    what = "epoch" if workload.get("epoch_batches") else "run"
+    batches = workload.get("epoch_batches") or workload.get("batch_budget")
+    return (
+        f"{workload.get('name')}: batch {workload.get('batch_size')}, {batches} batches per {what}"
+    )
+
+
+def _columns(epochs: int) -> list[tuple[str, Justify]]:
+    columns: list[tuple[str, Justify]] = [("", "left"), ("config", "left"), ("epoch", "right")]
+    if epochs > 1:
+        columns.append((f"{epochs} epochs", "right"))
+    columns += [
+        ("samples/s", "right"),
+        ("startup", "right"),
+        ("wait", "right"),
+        ("peak mem", "right"),
+    ]
+    return columns
+
+
+def _row(summary: Summary, marked: bool, epochs: int) -> list[str]:
+    if summary.failed:
+        return _failed_row(summary, epochs)
+    estimated = any(not t.epoch_measured for t in summary.ok_trials)
+    row = ["*" if marked else "", summary.config.label()]
+    if len(summary.ok_trials) < len(summary.trials):
+        row[1] += f" ({len(summary.ok_trials)}/{len(summary.trials)} ok)"
+    row.append(units.seconds_spread(summary.epoch_s) + ("~" if estimated else ""))
+    if epochs > 1:
+        row.append(units.seconds_spread(summary.planned_s))
+    row += [
+        units.rate(_median(summary, "samples_per_s")),
+        units.seconds(_median(summary, "startup_s")),
+        units.percent(_median(summary, "data_wait_fraction")),
+        units.size(_median(summary, "peak_memory_bytes")),
+    ]
+    return row
+
+
+def _failed_row(summary: Summary, epochs: int) -> list[str]:
+    width = len(_columns(epochs))
+    return ["!", summary.config.label(), "failed", *[""] * (width - 3)]
+
+
+def _median(summary: Summary, name: str) -> float | None:
+    value = summary.figure(name)
+    return value.median if value else None

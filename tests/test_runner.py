@@ -1,0 +1,139 @@
+"""Trials with real DataLoaders and real worker processes."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from datasets import DiesAt, HangsAt, InterruptsAt, RaisesAt, Rows, Stream, failing_step, sum_step
+from loadertune import LoaderConfig, TrialLimits, Workload
+from loadertune.core.runner import min_batches, run_trial
+
+LIMITS = TrialLimits(budget_s=30.0, timeout_s=20.0)
+
+
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != "zombie"}
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left_behind() -> object:
+    from loadertune.core.guard import _multiprocessing_helpers
+
+    before = _children()
+    yield
+    assert _children() - before - _multiprocessing_helpers() == set()
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_whole_epoch_is_recorded_raw(workers: int) -> None:
+    trial = run_trial(
+        Workload(Rows(200), step=sum_step, batch_size=16), LoaderConfig(workers), LIMITS
+    )
+    assert trial.ok and trial.complete
+    assert trial.batches == trial.epoch_batches == 13
+    assert sum(trial.n_samples) == 200
+    assert trial.end_s is not None and trial.epoch_s == trial.end_s
+    assert all(
+        d <= r for d, r in zip(trial.done_s, trial.ready_s, strict=True)
+    )  # made before received
+    assert all(
+        q <= r <= e
+        for q, r, e in zip(trial.request_s, trial.ready_s, trial.step_end_s, strict=True)
+    )
+    expected_ids = {-1} if workers == 0 else set(range(workers))
+    assert set(trial.worker_id) == expected_ids
+    assert trial.peak_memory_bytes and trial.peak_memory_bytes > 10 * 2**20
+
+
+@pytest.mark.workers
+def test_a_long_epoch_is_cut_at_the_budget_and_estimated() -> None:
+    config = LoaderConfig(2)
+    workload = Workload(Rows(8000, cost_s=0.0005), batch_size=4)
+    trial = run_trial(workload, config, TrialLimits(budget_s=0.2, timeout_s=20))
+    assert trial.ok and not trial.complete and not trial.epoch_measured
+    assert min_batches(config) <= trial.batches < trial.epoch_batches == 2000
+    assert trial.rate is not None and trial.rate.method == "production"
+    assert trial.epoch_s is not None and trial.epoch_s > trial.step_end_s[-1]
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_dataset_that_raises_names_its_message_and_index(workers: int) -> None:
+    trial = run_trial(
+        Workload(RaisesAt(bad=37), batch_size=8, shuffle=False), LoaderConfig(workers), LIMITS
+    )
+    assert not trial.ok and trial.error is not None
+    assert trial.error.kind == "exception"
+    assert trial.error.index == 37 and trial.error.batch == 4
+    assert str(trial.error) == "ValueError: corrupt record 37 (index 37, batch 4)"
+    assert trial.batches == 4  # the batches before the failure are kept
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_hang_times_out_and_its_workers_are_killed(workers: int) -> None:
+    limits = TrialLimits(budget_s=10, timeout_s=1.0)
+    trial = run_trial(
+        Workload(HangsAt(bad=3), batch_size=1, shuffle=False), LoaderConfig(workers), limits
+    )
+    assert trial.error is not None and trial.error.kind == "timeout"
+    assert "no batch for 1 s" in str(trial.error)
+
+
+@pytest.mark.workers
+def test_a_worker_that_dies_is_reported() -> None:
+    trial = run_trial(Workload(DiesAt(bad=3), batch_size=1, shuffle=False), LoaderConfig(2), LIMITS)
+    assert trial.error is not None and trial.error.kind == "worker_died"
+    assert "exited unexpectedly" in str(trial.error) or "killed by signal" in str(trial.error)
+
+
+def test_a_step_that_raises_is_named() -> None:
+    trial = run_trial(Workload(Rows(64), step=failing_step, batch_size=8), LoaderConfig(0), LIMITS)
+    assert trial.error is not None and trial.error.kind == "step"
+    assert str(trial.error) == "the step raised RuntimeError: loss is nan (batch 0)"
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("workers", [0, 2])
+def test_interrupt_is_recorded_and_reraised(workers: int) -> None:
+    workload = Workload(InterruptsAt(os.getpid(), bad=5), batch_size=1, shuffle=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(workload, LoaderConfig(workers), LIMITS)
+
+
+def test_an_iterable_dataset_is_measured_over_the_batch_budget() -> None:
+    trial = run_trial(Workload(Stream(), batch_size=4, batch_budget=30), LoaderConfig(0), LIMITS)
+    assert trial.ok and trial.batches == trial.epoch_batches == 30
+    assert trial.epoch_s is not None
+
+
+def test_a_dataloader_keeps_its_own_settings() -> None:
+    given = DataLoader(Rows(100), batch_size=10, drop_last=True, collate_fn=torch.stack)
+    trial = run_trial(Workload(given), LoaderConfig(0), LIMITS)
+    assert trial.ok and trial.batches == 10 and set(trial.n_samples) == {10}
+
+
+def test_a_trial_leaves_torch_state_as_it_found_it() -> None:
+    torch.manual_seed(1234)
+    rng, threads = torch.random.get_rng_state(), torch.get_num_threads()
+    run_trial(Workload(Rows(64), step=sum_step, batch_size=8), LoaderConfig(0), LIMITS)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.workers
+def test_persistent_workers_measure_a_warm_restart() -> None:
+    workload = Workload(Rows(64, cost_s=0.001), batch_size=8, epochs=5)
+    trial = run_trial(workload, LoaderConfig(2, persistent_workers=True), LIMITS)
+    assert trial.ok and trial.warm_startup_s is not None
+    planned = trial.planned_s(5)
+    assert planned is not None and trial.epoch_s is not None
+    assert planned == pytest.approx(
+        trial.epoch_s + 4 * (trial.epoch_s - trial.ready_s[0] + trial.warm_startup_s)
+    )
