@@ -58,12 +58,12 @@ class LoaderConfig:
         return {k: v for k, v in asdict(self).items() if v != defaults[k]}
 
     def label(self) -> str:
-        """A short human label, e.g. ``w=4 pf=2 persistent``."""
+        """A short human label, e.g. ``w=4 pf=2 persist``."""
         parts = [f"w={self.num_workers}"]
         if self.prefetch_factor is not None:
             parts.append(f"pf={self.prefetch_factor}")
         if self.persistent_workers:
-            parts.append("persistent")
+            parts.append("persist")
         if self.pin_memory:
             parts.append("pin")
         if self.multiprocessing_context:

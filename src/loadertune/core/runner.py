@@ -65,7 +65,8 @@ def run_trial(
             loader = workload.build_loader(config, recorder)
             start = clock()
             iterator = iter(loader)
-            _Loop(trial, workload, limits, clock, start).run(iterator, watchdog)
+            loop = _Loop(trial, workload, limits, clock, start, by_budget=epoch_batches is None)
+            loop.run(iterator, watchdog)
             if config.persistent_workers and workload.epochs > 1:
                 trial.warm_startup_s = _warm_startup_s(loader, clock)
     except KeyboardInterrupt:
@@ -135,6 +136,7 @@ class _Loop:
     limits: TrialLimits
     clock: Clock
     start: float
+    by_budget: bool  # no __len__: the batch budget stands for the epoch
 
     def run(self, iterator: Any, watchdog: guard.Watchdog) -> None:
         """Consume batches until the epoch ends or the trial has seen enough."""
@@ -166,8 +168,8 @@ class _Loop:
 
     def _should_stop(self, elapsed_s: float) -> bool:
         trial = self.trial
-        if trial.epoch_batches is not None and trial.batches >= trial.epoch_batches:
-            return True  # a dataset without length: the batch budget is its epoch
+        if self.by_budget and trial.batches >= (trial.epoch_batches or 0):
+            return True
         if elapsed_s < self.limits.budget_s:
             return False
         enough = trial.batches >= min_batches(trial.config)

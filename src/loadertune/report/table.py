@@ -8,6 +8,7 @@ from rich import box
 from rich.table import Table
 
 from loadertune.core.result import Result, Summary
+from loadertune.core.stats import Spread
 from loadertune.report import units
 
 Justify = Literal["left", "right"]
@@ -20,9 +21,11 @@ def results_table(result: Result) -> Table:
     epochs = result.epochs
     table = Table(
         caption=f"median of {result.settings.get('repeats')} interleaved runs ± half their range"
-        "; * fastest",
+        "; * fastest; ~ estimated",
         caption_justify="left",
         box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
         pad_edge=False,
     )
     for name, justify in _columns(epochs):
@@ -44,7 +47,7 @@ def title(result: Result) -> str:
 
 
 def _columns(epochs: int) -> list[tuple[str, Justify]]:
-    columns: list[tuple[str, Justify]] = [("", "left"), ("config", "left"), ("epoch", "right")]
+    columns: list[tuple[str, Justify]] = [("config", "left"), ("epoch", "right")]
     if epochs > 1:
         columns.append((f"{epochs} epochs", "right"))
     columns += [
@@ -60,12 +63,12 @@ def _row(summary: Summary, marked: bool, epochs: int) -> list[str]:
     if summary.failed:
         return _failed_row(summary, epochs)
     estimated = any(not t.epoch_measured for t in summary.ok_trials)
-    row = ["*" if marked else "", summary.config.label()]
+    row = [("* " if marked else "  ") + summary.config.label()]
     if len(summary.ok_trials) < len(summary.trials):
-        row[1] += f" ({len(summary.ok_trials)}/{len(summary.trials)} ok)"
+        row[0] += f" ({len(summary.ok_trials)}/{len(summary.trials)} ok)"
     row.append(units.seconds_spread(summary.epoch_s) + ("~" if estimated else ""))
     if epochs > 1:
-        row.append(units.seconds_spread(summary.planned_s))
+        row.append(units.seconds(_median_of(summary.planned_s)))
     row += [
         units.rate(_median(summary, "samples_per_s")),
         units.seconds(_median(summary, "startup_s")),
@@ -77,9 +80,12 @@ def _row(summary: Summary, marked: bool, epochs: int) -> list[str]:
 
 def _failed_row(summary: Summary, epochs: int) -> list[str]:
     width = len(_columns(epochs))
-    return ["!", summary.config.label(), "failed", *[""] * (width - 3)]
+    return ["! " + summary.config.label(), "failed", *[""] * (width - 2)]
 
 
 def _median(summary: Summary, name: str) -> float | None:
-    value = summary.figure(name)
+    return _median_of(summary.figure(name))
+
+
+def _median_of(value: Spread | None) -> float | None:
     return value.median if value else None
