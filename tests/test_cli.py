@@ -51,7 +51,10 @@ def test_bench_writes_a_table_and_a_result_document(tmp_path: Path) -> None:
     trial = doc["trials"][0]
     assert trial["status"] == "ok" and trial["error"] is None and trial["epoch_s"] > 0
     assert len(trial["raw"]["ready_s"]) == 8
-    assert doc["best"]["loader_kwargs"] in ({}, {"num_workers": 1})
+    kwargs = doc["best"]["loader_kwargs"]
+    assert kwargs["batch_size"] == 32 and kwargs["shuffle"] is True
+    assert kwargs["num_workers"] in (0, 1)
+    assert doc["trials"][0]["config"]["num_workers"] in (0, 1)
 
 
 def test_a_failing_dataset_fails_its_trials_and_exits_1(

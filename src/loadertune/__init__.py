@@ -4,7 +4,7 @@ on your machine, by measuring them.
 >>> import loadertune
 >>> result = loadertune.bench(loadertune.Workload(dataset, step=train_step),
 ...                           [loadertune.LoaderConfig(num_workers=n) for n in (0, 2, 4)])
->>> DataLoader(dataset, batch_size=64, **result.best.loader_kwargs)  # doctest: +SKIP
+>>> DataLoader(dataset, **result.best.loader_kwargs)  # doctest: +SKIP
 """
 
 from __future__ import annotations

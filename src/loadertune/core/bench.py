@@ -63,7 +63,7 @@ def bench(
     :class:`Interrupted`, whose ``result`` holds every trial finished before it.
 
     >>> result = bench(Workload(my_dataset, step=train_step), [LoaderConfig(0), LoaderConfig(4)])
-    >>> DataLoader(my_dataset, batch_size=64, **result.best.loader_kwargs)  # doctest: +SKIP
+    >>> DataLoader(my_dataset, **result.best.loader_kwargs)  # doctest: +SKIP
     """
     configs = _unique(configs)
     if repeats < 1:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 START_METHODS = ("fork", "forkserver", "spawn")
+DEFAULT_PREFETCH_FACTOR = 2  # DataLoader's own default with workers
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class LoaderConfig:
     (2 with workers); ``None`` for ``multiprocessing_context`` means the platform default.
 
     >>> LoaderConfig(num_workers=4, persistent_workers=True).to_kwargs()
-    {'num_workers': 4, 'persistent_workers': True}
+    {'num_workers': 4, 'persistent_workers': True, 'pin_memory': False, 'prefetch_factor': 2}
     """
 
     num_workers: int = 0
@@ -39,6 +40,12 @@ class LoaderConfig:
                 raise ValueError("prefetch_factor needs num_workers > 0 (DataLoader rejects it)")
         if self.persistent_workers and self.num_workers == 0:
             raise ValueError("persistent_workers needs num_workers > 0 (DataLoader rejects it)")
+        if self.prefetch_factor == DEFAULT_PREFETCH_FACTOR:
+            object.__setattr__(self, "prefetch_factor", None)  # one config, one hash
+        if self.multiprocessing_context is not None and self.num_workers == 0:
+            raise ValueError(
+                "multiprocessing_context needs num_workers > 0 (DataLoader rejects it)"
+            )
         if self.multiprocessing_context not in (None, *START_METHODS):
             raise ValueError(
                 f"multiprocessing_context must be one of {START_METHODS}, "
@@ -50,12 +57,27 @@ class LoaderConfig:
         """Most batches that can be requested but not yet consumed (the prefetch stock)."""
         if self.num_workers == 0:
             return 1
-        return self.num_workers * (self.prefetch_factor or 2)
+        return self.num_workers * (self.prefetch_factor or DEFAULT_PREFETCH_FACTOR)
 
     def to_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``DataLoader(...)``; defaults are left out."""
-        defaults = asdict(LoaderConfig())
-        return {k: v for k, v in asdict(self).items() if v != defaults[k]}
+        """The exact worker keyword arguments for ``DataLoader(...)``.
+
+        ``num_workers``, ``persistent_workers`` and ``pin_memory`` always; ``prefetch_factor``
+        with workers (DataLoader's default 2 written out); the start method and ``in_order``
+        only when they differ from the default (``in_order`` needs torch >= 2.6).
+        """
+        kwargs: dict[str, Any] = {
+            "num_workers": self.num_workers,
+            "persistent_workers": self.persistent_workers,
+            "pin_memory": self.pin_memory,
+        }
+        if self.num_workers:
+            kwargs["prefetch_factor"] = self.prefetch_factor or DEFAULT_PREFETCH_FACTOR
+        if self.multiprocessing_context is not None:
+            kwargs["multiprocessing_context"] = self.multiprocessing_context
+        if not self.in_order:
+            kwargs["in_order"] = False
+        return kwargs
 
     def label(self) -> str:
         """A short human label, e.g. ``w=4 pf=2 persist``."""
@@ -75,4 +97,7 @@ class LoaderConfig:
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> LoaderConfig:
         """The inverse of :meth:`to_kwargs` (for results read back from JSON)."""
-        return cls(**kwargs)
+        return cls(**{k: v for k, v in kwargs.items() if k in _FIELDS})
+
+
+_FIELDS = frozenset(f.name for f in fields(LoaderConfig))

@@ -74,6 +74,7 @@ class MemorySampler:
     expensive, so sampling costs at most about ``cpu_budget`` of one core. Samples are
     ``(t, bytes)`` with ``t`` from ``clock`` (seconds); a read's cost comes from ``cpu_clock``
     (CPU seconds of the reading thread). Reads that fail with a psutil error are skipped.
+    With ``background=False`` there is no thread: only start, stop and :meth:`sample` read.
 
     >>> with MemorySampler() as sampler:
     ...     pass
@@ -89,6 +90,7 @@ class MemorySampler:
         cpu_clock: Callable[[], float] = time.thread_time,
         read: Reader = tree_memory_bytes,
         cpu_budget: float = CPU_BUDGET_FRACTION,
+        background: bool = True,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0 seconds, got {interval_s!r}")
@@ -96,6 +98,7 @@ class MemorySampler:
             raise ValueError(f"cpu_budget must be in (0, 1], got {cpu_budget!r}")
         self.interval_s = interval_s
         self.cpu_budget = cpu_budget
+        self.background = background
         self._clock = clock
         self._cpu_clock = cpu_clock
         self._read = read
@@ -129,7 +132,8 @@ class MemorySampler:
             raise RuntimeError("MemorySampler.start() called twice")
         self._sample()
         self._thread = threading.Thread(target=self._run, name="loadertune-memory", daemon=True)
-        self._thread.start()
+        if self.background:
+            self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -137,7 +141,12 @@ class MemorySampler:
         if self._thread is None or self._stopping.is_set():
             return
         self._stopping.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._sample()
+
+    def sample(self) -> None:
+        """Take one sample now, in the caller's thread (e.g. while workers are known alive)."""
         self._sample()
 
     def __enter__(self) -> MemorySampler:

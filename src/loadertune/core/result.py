@@ -29,6 +29,7 @@ class Summary:
     config: LoaderConfig
     trials: tuple[Trial, ...]
     epochs: int = 1
+    fixed_kwargs: tuple[tuple[str, Any], ...] = ()
 
     @property
     def ok_trials(self) -> list[Trial]:
@@ -40,8 +41,9 @@ class Summary:
 
     @property
     def loader_kwargs(self) -> dict[str, Any]:
-        """What to pass to ``DataLoader(dataset, **loader_kwargs)`` (with your batch size etc.)."""
-        return self.config.to_kwargs()
+        """What to pass to ``DataLoader(dataset, **loader_kwargs)``: the workload's batch size,
+        shuffle and drop_last with this config's worker knobs."""
+        return {**dict(self.fixed_kwargs), **self.config.to_kwargs()}
 
     def figure(self, name: str) -> stats.Spread | None:
         """Median and range of a derived figure (e.g. ``epoch_s``) across successful repeats."""
@@ -104,7 +106,8 @@ class Result:
         groups: dict[LoaderConfig, list[Trial]] = {}
         for trial in self.trials:
             groups.setdefault(trial.config, []).append(trial)
-        return [Summary(c, tuple(ts), self.epochs) for c, ts in groups.items()]
+        fixed = tuple((self.workload.get("loader_kwargs") or {}).items())
+        return [Summary(c, tuple(ts), self.epochs, fixed) for c, ts in groups.items()]
 
     @property
     def best(self) -> Summary | None:

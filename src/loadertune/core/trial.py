@@ -64,6 +64,13 @@ class Trial:
     memory: list[tuple[float, int]] = field(default_factory=list)
     memory_metric: str = "pss"
 
+    def trim(self) -> None:
+        """Cut the per-batch lists to their common length (an interrupt can land mid-record)."""
+        lists = (self.request_s, self.ready_s, self.step_end_s, self.done_s, self.worker_id)
+        n = min(len(values) for values in (*lists, self.n_samples))
+        for values in (*lists, self.n_samples):
+            del values[n:]
+
     @property
     def ok(self) -> bool:
         return self.status == OK
@@ -212,4 +219,4 @@ class Trial:
 
 
 def _us(values: list[float]) -> list[float]:
-    return [round(v, 6) for v in values]
+    return [round(v, 6) for v in values]  # the runner records microseconds already

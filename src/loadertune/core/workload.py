@@ -125,11 +125,26 @@ class Workload:
             "samples": samples,
             "iterable": self.is_iterable,
             "batch_size": self._batch_size_shown(),
+            "loader_kwargs": self.fixed_kwargs(),
             "epoch_batches": self.epoch_batches(),
             "batch_budget": self.batch_budget,
             "step": _callable_name(self.step),
             "epochs": self.epochs,
         }
+
+    def fixed_kwargs(self) -> dict[str, Any]:
+        """The JSON-able settings that stay fixed (batch_size, shuffle, drop_last), for
+        ``DataLoader(dataset, **fixed, **config)``. A DataLoader's own sampler, collate_fn or
+        worker_init_fn cannot travel in JSON: keep passing yours."""
+        from torch.utils.data import RandomSampler
+
+        sampler = self._base.get("batch_sampler")
+        inner = getattr(sampler, "sampler", self._base.get("sampler"))
+        fixed: dict[str, Any] = {"batch_size": self._batch_size_shown()}
+        if not self.is_iterable:
+            fixed["shuffle"] = isinstance(inner, RandomSampler)
+        fixed["drop_last"] = bool(getattr(sampler, "drop_last", self._base.get("drop_last")))
+        return fixed
 
     @property
     def _given_loader(self) -> bool:

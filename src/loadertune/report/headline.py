@@ -55,5 +55,9 @@ def _comparison(best: Summary, other: Summary, note: str) -> str:
 
 
 def _kwargs(summary: Summary) -> str:
-    kwargs = summary.loader_kwargs or {"num_workers": 0}
-    return ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    kwargs = summary.config.to_kwargs()
+    shown = {k: v for k, v in kwargs.items() if k == "num_workers" or v != _DEFAULTS.get(k)}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+_DEFAULTS = {"persistent_workers": False, "pin_memory": False, "prefetch_factor": 2}
