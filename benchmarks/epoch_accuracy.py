@@ -233,6 +233,49 @@ def summary_text(lines: list[Line]) -> str:
     )
 
 
+def trial_evidence(trial: Trial, hand_median_s: float) -> str:
+    """One bench trial in a few words; for an estimate, the rate it assumed for the rest of the
+    epoch beside the rate the hand-timed epoch implies for that same rest."""
+    if not trial.ok:
+        return f"failed ({trial.error})"
+    if trial.epoch_measured:
+        return f"whole {trial.epoch_s:.3f} s"
+    elapsed = trial.step_end_s[-1] if trial.step_end_s else 0.0
+    head = (
+        f"est {_seconds(trial.epoch_s)} from {trial.batches}/{trial.epoch_batches} batches in "
+        f"{elapsed:.2f} s (startup {_seconds(trial.startup_s)}, shutdown {trial.shutdown_s:.3f} s)"
+    )
+    rate = trial.rate
+    if rate is None:
+        return head + ", no rate"
+    remaining = (trial.epoch_batches or 0) - trial.batches
+    hand_rest_s = hand_median_s - elapsed - trial.shutdown_s
+    implied = f"{remaining / hand_rest_s:.1f}" if hand_rest_s > 0 else "n/a"
+    return (
+        f"{head}, {rate.method} rate {rate.batches_per_s:.1f} b/s over batches "
+        f"{rate.first_batch}-{trial.batches - 1}; hand implies {implied} b/s for the other "
+        f"{remaining}"
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3f} s"
+
+
+def evidence_text(lines: list[Line]) -> str:
+    """For each row off by more than the tolerance: every hand epoch and every bench trial."""
+    off = [line for line in lines if not line.agrees]
+    if not off:
+        return ""
+    out = [f"Rows off by more than {TOLERANCE:.0%}, trial by trial (b/s = batches per second):", ""]
+    for line in off:
+        row = line.row
+        hands = ", ".join(f"{h:.3f}" for h in row.hand_s)
+        trials = "; ".join(trial_evidence(t, line.hand.median) for t in row.trials)
+        out.append(f"- {row.kind}, {row.config.num_workers} workers: hand [{hands}] s; {trials}")
+    return "\n".join(out) + "\n"
+
+
 def machine_text(machine: dict[str, Any], load: tuple[list[float], list[float]]) -> str:
     cpus = machine["cpus"]
     gib = machine["total_memory_bytes"] / 2**30
@@ -277,7 +320,8 @@ Ranges are min-max over the repeats; spread is (max - min) / median.
 {table(lines)}
 
 {summary_text(lines)}
-"""
+
+{evidence_text(lines)}"""
 
 
 def write_section(path: Path, text: str) -> None:

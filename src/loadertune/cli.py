@@ -86,7 +86,8 @@ def _add_bench(commands: Any) -> None:
         type=_positive_float,
         default=10.0,
         metavar="S",
-        help="seconds a trial measures after its first batch before the rest of the epoch is estimated (default: 10)",
+        help="seconds a trial measures after its first batch; the rest of a longer epoch is "
+        "estimated at the steady rate (default: 10)",
     )
     bench.add_argument(
         "--trial-timeout",
