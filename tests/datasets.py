@@ -83,6 +83,14 @@ class InterruptsAt(Rows):
         return super().__getitem__(index)
 
 
+class HoldsLambda(Rows):
+    """Fine under fork; cannot be pickled for spawn or forkserver workers."""
+
+    def __init__(self) -> None:
+        super().__init__(32)
+        self.transform = lambda x: x
+
+
 class Stream(IterableDataset[torch.Tensor]):
     """An endless stream without ``__len__``."""
 

@@ -9,7 +9,17 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datasets import DiesAt, HangsAt, InterruptsAt, RaisesAt, Rows, Stream, failing_step, sum_step
+from datasets import (
+    DiesAt,
+    HangsAt,
+    HoldsLambda,
+    InterruptsAt,
+    RaisesAt,
+    Rows,
+    Stream,
+    failing_step,
+    sum_step,
+)
 from loadertune import LoaderConfig, TrialLimits, Workload
 from loadertune.core.runner import min_batches, run_trial
 
@@ -159,3 +169,18 @@ def test_the_stock_does_not_fool_the_estimate_with_32_workers() -> None:
     assert not cut.complete and whole.complete
     assert cut.epoch_s is not None and whole.epoch_s is not None
     assert cut.epoch_s / whole.epoch_s == pytest.approx(1.0, abs=0.2)
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_an_unpicklable_dataset_is_explained(method: str) -> None:
+    config = LoaderConfig(1, multiprocessing_context=method)
+    trial = run_trial(Workload(HoldsLambda(), batch_size=8), config, LIMITS)
+    assert trial.error is not None and trial.error.kind == "unpicklable"
+    assert f"cannot be sent to {method} workers" in str(trial.error)
+    assert "lambda" in str(trial.error)
+    assert run_trial(
+        Workload(HoldsLambda(), batch_size=8),
+        LoaderConfig(1, multiprocessing_context="fork"),
+        LIMITS,
+    ).ok

@@ -70,6 +70,11 @@ def _add_bench(commands: Any) -> None:
         "--persistent-workers", action="store_true", help="keep workers alive between epochs"
     )
     bench.add_argument(
+        "--start-method",
+        choices=("fork", "forkserver", "spawn"),
+        help="multiprocessing start method for the workers (default: the platform's)",
+    )
+    bench.add_argument(
         "--epochs",
         type=_positive_int,
         default=1,

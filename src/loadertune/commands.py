@@ -59,6 +59,7 @@ def _config(workers: int, args: argparse.Namespace) -> LoaderConfig:
         num_workers=workers,
         prefetch_factor=args.prefetch_factor if workers else None,
         persistent_workers=bool(args.persistent_workers and workers),
+        multiprocessing_context=args.start_method if workers else None,
     )
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 from loadertune.core.errors import TrialTimeout
 from loadertune.core.guard import Watchdog
 from loadertune.core.probe import IndexRecorder
-from loadertune.core.trial import TrialError
+from loadertune.core.trial import Trial, TrialError
 from loadertune.core.workload import Workload
 
 WORKER_DIED_MARKERS = ("exited unexpectedly", "is killed by signal", "DataLoader worker (pid")
@@ -16,10 +17,20 @@ PINPOINT_TIMEOUT_S = 10.0  # the re-fetch runs user code again; it must not hang
 
 
 def explain(
-    exc: BaseException, batch: int, workload: Workload, recorder: IndexRecorder
+    exc: BaseException, trial: Trial, workload: Workload, recorder: IndexRecorder
 ) -> TrialError:
-    """A :class:`TrialError` for ``exc``, raised while fetching or stepping batch ``batch``."""
+    """A :class:`TrialError` for ``exc``, raised while fetching or stepping the next batch."""
     from loadertune.core.runner import StepError
+
+    batch = trial.batches
+    if _is_pickling_error(exc):
+        method = trial.config.multiprocessing_context or "this start method"
+        return TrialError(
+            "unpicklable",
+            f"the dataset, collate_fn or worker_init_fn cannot be sent to {method} workers "
+            f"({_own_message(exc)}); define them at module level without lambdas or open "
+            "handles, or use the fork start method",
+        )
 
     if isinstance(exc, StepError):
         return TrialError("step", f"the step raised {_own_message(exc.cause)}", batch=exc.batch)
@@ -37,6 +48,15 @@ def explain(
     if index is not None:
         return TrialError("exception", _own_message(index[1]), index=index[0], batch=batch)
     return TrialError("exception", message, batch=batch)
+
+
+def _is_pickling_error(exc: BaseException) -> bool:
+    if isinstance(exc, pickle.PicklingError):
+        return True
+    text = str(exc)
+    return isinstance(exc, AttributeError | TypeError) and (
+        "pickle" in text.lower() and "Original Traceback" not in text
+    )
 
 
 def _own_message(exc: BaseException) -> str:

@@ -133,6 +133,8 @@ def _quiet_torch() -> Iterator[None]:
         warnings.filterwarnings(
             "ignore", message=".*worker processes in total", category=UserWarning
         )
+        # ... and its hint on a pickling failure: the trial's error explains it (failures.py)
+        warnings.filterwarnings("ignore", message="Got pickle error", category=UserWarning)
         yield
 
 
@@ -252,4 +254,4 @@ def _explain(
 ) -> TrialError:
     from loadertune.core.failures import explain
 
-    return explain(exc, trial.batches, workload, recorder)
+    return explain(exc, trial, workload, recorder)

@@ -48,7 +48,7 @@ def _comparison(best: Summary, other: Summary, note: str) -> str:
     startup = other.figure("startup_s")
     if other.config.num_workers and startup and startup.median > _median_epoch(best):
         text += (
-            f": its {other.config.num_workers} workers take {units.seconds(startup.median)} "
+            f": {_workers(other.config.num_workers)} {units.seconds(startup.median)} "
             "to deliver the first batch, longer than a whole epoch of the fastest"
         )
     return text + "."
@@ -61,3 +61,7 @@ def _kwargs(summary: Summary) -> str:
 
 
 _DEFAULTS = {"persistent_workers": False, "pin_memory": False, "prefetch_factor": 2}
+
+
+def _workers(n: int) -> str:
+    return "its worker takes" if n == 1 else f"its {n} workers take"
