@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,12 @@ def test_an_interrupted_write_leaves_the_last_whole_document(
 def test_foreign_documents_are_refused(doc: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Result.from_dict(doc)
+
+
+def test_the_document_is_an_ordinary_readable_file(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        fakes.result(fakes.trial(0, 0.01)).save(tmp_path / "r.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
