@@ -30,6 +30,16 @@ class Rows(Dataset[torch.Tensor]):
         return torch.full((self.width,), float(index))
 
 
+class Busy(Rows):
+    """Pure-Python CPU work per sample (about a millisecond)."""
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        total = 0
+        for i in range(20000):
+            total += i * i
+        return torch.full((self.width,), float(total % 7))
+
+
 class RaisesAt(Rows):
     """Raises ``ValueError`` at one index."""
 

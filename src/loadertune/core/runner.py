@@ -12,6 +12,7 @@ from typing import Any
 
 from loadertune.core import guard
 from loadertune.core.config import LoaderConfig
+from loadertune.core.cpu import tree_cpu_seconds
 from loadertune.core.errors import TrialTimeout
 from loadertune.core.memory import MemorySampler
 from loadertune.core.probe import IndexRecorder, ProbedBatch
@@ -72,9 +73,12 @@ def run_trial(
         with guard.Watchdog(limits.timeout_s) as watchdog, sampler, _quiet_torch():
             loader = workload.build_loader(config, recorder)
             start = clock()
+            trial.cpu.append((0.0, _cpu_now()))
             iterator = iter(loader)
             loop = _Loop(trial, workload, limits, clock, start, epoch_batches is None, sampler)
             loop.run(iterator, watchdog)
+            if not trial.complete:
+                trial.cpu.append((_us(clock() - loop.start), _cpu_now()))
             if config.persistent_workers and workload.epochs > 1:
                 trial.warm_startup_s = _us(_warm_startup_s(loader, clock))
     except KeyboardInterrupt:
@@ -173,8 +177,10 @@ class _Loop:
 
     def _sample_memory_untimed(self) -> None:
         """Sample memory while the workers still live (the last ``next()`` stops them), and
-        leave the time it took out of the trial's clock: nothing is in flight any more."""
+        leave the time it took out of the trial's clock: nothing is in flight any more.
+        CPU time is read here too, for the same reason."""
         paused = self.clock()
+        self.trial.cpu.append((_us(paused - self.start), _cpu_now()))
         self.sampler.sample()
         self.start += self.clock() - paused
 
@@ -218,6 +224,10 @@ def _run_step(step: Callable[[Any], Any], batch: Any, number: int) -> None:
 def _us(seconds: float) -> float:
     """Seconds rounded to the microsecond: what the JSON keeps, so figures survive a reload."""
     return round(seconds, 6)
+
+
+def _cpu_now() -> float:
+    return round(tree_cpu_seconds(), 4)
 
 
 def _warm_startup_s(loader: Any, clock: Clock) -> float:

@@ -63,6 +63,7 @@ class Trial:
     handed_s: list[float] = field(default_factory=list)
     memory: list[tuple[float, int]] = field(default_factory=list)
     memory_metric: str = "pss"
+    cpu: list[tuple[float, float]] = field(default_factory=list)
 
     def trim(self) -> None:
         """Cut the per-batch lists to their common length (an interrupt can land mid-record)."""
@@ -127,6 +128,15 @@ class Trial:
         return stats.data_wait_fraction(self.times, first)
 
     @property
+    def cpu_busy(self) -> float | None:
+        """Average cores kept busy by the main process and its workers while the trial ran
+        (CPU seconds over wall seconds, between the first and last CPU reading)."""
+        if len(self.cpu) < 2:
+            return None
+        (t0, c0), (t1, c1) = self.cpu[0], self.cpu[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else None
+
+    @property
     def peak_memory_bytes(self) -> int | None:
         return max((b for _, b in self.memory), default=None)
 
@@ -158,6 +168,7 @@ class Trial:
             "data_wait_fraction": self.data_wait_fraction,
             "peak_memory_bytes": self.peak_memory_bytes,
             "memory_metric": self.memory_metric,
+            "cpu_busy": self.cpu_busy,
             "batches_measured": self.batches,
         }
 
@@ -174,6 +185,7 @@ class Trial:
             "n_samples": self.n_samples,
             "handed_s": _us(self.handed_s),
             "memory": [[round(t, 6), b] for t, b in self.memory],
+            "cpu": [[round(t, 6), round(c, 4)] for t, c in self.cpu],
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +227,7 @@ class Trial:
             handed_s=raw.get("handed_s", []),
             memory=[(t, b) for t, b in raw.get("memory", [])],
             memory_metric=doc.get("memory_metric", "pss"),
+            cpu=[(t, c) for t, c in raw.get("cpu", [])],
         )
 
 
