@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_bench(commands)
+    _add_tune(commands)
     _add_demo(commands)
     return parser
 
@@ -51,11 +52,7 @@ def _add_bench(commands: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    bench.add_argument("target", metavar="TARGET", help="the Dataset or DataLoader to measure")
-    bench.add_argument("--step", metavar="TARGET", help="training step: a function of one batch")
-    bench.add_argument(
-        "--batch-size", type=_positive_int, help="batch size (default: 64, or the DataLoader's own)"
-    )
+    _add_common(bench)
     bench.add_argument(
         "--workers",
         type=_int_list,
@@ -75,12 +72,6 @@ def _add_bench(commands: Any) -> None:
         help="multiprocessing start method for the workers (default: the platform's)",
     )
     bench.add_argument(
-        "--epochs",
-        type=_positive_int,
-        default=1,
-        help="epochs your job runs; persistent workers start once (default: 1)",
-    )
-    bench.add_argument(
         "--repeats",
         type=_positive_int,
         default=3,
@@ -94,24 +85,78 @@ def _add_bench(commands: Any) -> None:
         help="seconds a trial measures after its first batch; the rest of a longer epoch is "
         "estimated at the steady rate (default: 10)",
     )
-    bench.add_argument(
+    bench.set_defaults(run=_run_bench)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """Arguments every measuring command takes: the target and how to load it."""
+    parser.add_argument("target", metavar="TARGET", help="the Dataset or DataLoader to measure")
+    parser.add_argument("--step", metavar="TARGET", help="training step: a function of one batch")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, help="batch size (default: 64, or the DataLoader's own)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=1,
+        help="epochs your job runs; persistent workers start once (default: 1)",
+    )
+    parser.add_argument(
         "--trial-timeout",
         type=_positive_float,
         default=60.0,
         metavar="S",
         help="fail a trial with no batch for S seconds (default: 60)",
     )
-    bench.add_argument(
+    parser.add_argument(
         "--batches",
         type=_positive_int,
         default=200,
         metavar="N",
         help="batches measured for a dataset without __len__ (default: 200)",
     )
-    bench.add_argument(
+    parser.add_argument(
         "--json", metavar="PATH", help="write the result document here, after every trial"
     )
-    bench.set_defaults(run=_run_bench)
+
+
+def _add_tune(commands: Any) -> None:
+    tune = commands.add_parser(
+        "tune",
+        help="search the DataLoader knobs for the fastest config, within a time budget",
+        description="Search num_workers, prefetch_factor, persistent_workers, start method and "
+        "in_order on your dataset and step; pick the cheapest config within noise of the fastest.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(tune)
+    tune.add_argument(
+        "--budget",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="seconds the whole search may take (default: 60)",
+    )
+    tune.add_argument(
+        "--max-workers",
+        type=_non_negative_int,
+        metavar="N",
+        help="never try more workers than N (default: max(32, 8 x usable CPUs))",
+    )
+    tune.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="SIZE",
+        help="reject configs whose measured peak memory exceeds SIZE, e.g. 8G or 512M "
+        "(default: 80%% of available memory)",
+    )
+    tune.add_argument(
+        "--strategy",
+        choices=("adaptive", "grid"),
+        default="adaptive",
+        help="adaptive (default) or the exhaustive grid",
+    )
+    tune.set_defaults(run=_run_tune)
 
 
 def _add_demo(commands: Any) -> None:
@@ -152,6 +197,12 @@ def _run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     return measure(workload, configs, args, ["loadertune", *argv])
 
 
+def _run_tune(args: argparse.Namespace, argv: list[str]) -> int:
+    from loadertune.commands import bench_workload, search
+
+    return search(bench_workload(args), args, ["loadertune", *argv])
+
+
 def _run_demo(args: argparse.Namespace, argv: list[str]) -> int:
     from loadertune.commands import demo
 
@@ -174,6 +225,26 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _size(text: str) -> int:
+    """``'8G'`` -> bytes; K, M, G, T are binary (KiB, MiB, ...); a bare number is bytes."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = cleaned.rstrip("KMGT"), cleaned[len(cleaned.rstrip("KMGT")) :]
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"expected a size like 8G or 512M, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+    return int(value)
 
 
 def _positive_float(text: str) -> float:

@@ -20,6 +20,7 @@ from loadertune.core.runner import TrialLimits
 from loadertune.core.workload import Workload
 from loadertune.report.headline import headline
 from loadertune.report.table import results_table, title
+from loadertune.report.tuning import tuning_lines
 
 EXIT_OK, EXIT_TRIAL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -93,6 +94,39 @@ def measure(
     return EXIT_TRIAL_FAILED if result.failed_trials or result.best is None else EXIT_OK
 
 
+def search(workload: Workload, args: argparse.Namespace, command: list[str]) -> int:
+    """``tune``: search within the budget, print the table, the pick and what it gains."""
+    from loadertune.tuning.tune import tune
+
+    with _progress() as on_trial:
+        try:
+            result = tune(
+                workload,
+                budget_s=args.budget,
+                max_workers=args.max_workers,
+                max_memory_bytes=args.max_memory or _default_max_memory(),
+                strategy=args.strategy,
+                trial_timeout_s=args.trial_timeout,
+                on_trial=on_trial,
+                json_path=args.json,
+                command=command,
+            )
+        except Interrupted as stop:
+            render(stop.result, Console())
+            Console(stderr=True).print("[yellow]interrupted[/]: the table shows what was measured")
+            return EXIT_INTERRUPTED
+    render(result, Console())
+    return EXIT_OK if result.best is not None else EXIT_TRIAL_FAILED
+
+
+def _default_max_memory() -> int:
+    import psutil
+
+    from loadertune.tuning.tune import MEMORY_SHARE
+
+    return int(psutil.virtual_memory().available * MEMORY_SHARE)
+
+
 def demo(args: argparse.Namespace, command: list[str]) -> int:
     """The classic example at several worker counts, and one sentence on what was found."""
     from loadertune.core.machine import usable_cpus
@@ -115,7 +149,9 @@ def render(result: Result, console: Console) -> None:
         console.print(
             "~ epoch estimated: measured until the trial budget, the rest at the steady rate"
         )
-    console.print(headline(result))
+    lines = tuning_lines(result)
+    for line in lines or [headline(result)]:
+        console.print(line, soft_wrap=True)
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from loadertune.core.config import LoaderConfig
 from loadertune.core.machine import machine_facts
@@ -19,7 +20,7 @@ class TrialEvent:
     """Progress news: ``trial`` is None when the trial starts, set when it ends."""
 
     index: int
-    total: int
+    total: int | None  # None when a search does not know how many trials it will run
     config: LoaderConfig
     repeat: int
     trial: Trial | None = None
@@ -69,22 +70,28 @@ def bench(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats!r}")
     limits = limits or TrialLimits()
-    result = Result(
-        machine=machine_facts().to_dict(),
-        workload=workload.facts(),
-        settings={"repeats": repeats, **asdict(limits)},
-        command=command,
-    )
-    run = _Run(result, workload, limits, on_trial, json_path)
+    result = new_result(workload, {"repeats": repeats, **asdict(limits)}, command)
+    run = TrialRunner(result, workload, limits, on_trial, json_path)
     plan = schedule(configs, repeats)
     for index, (repeat, config) in enumerate(plan):
         run.one(config, repeat, index, len(plan))
     return result
 
 
+def new_result(workload: Workload, settings: dict[str, Any], command: list[str] | None) -> Result:
+    """An empty result with the machine and workload facts."""
+    return Result(
+        machine=machine_facts().to_dict(),
+        workload=workload.facts(),
+        settings=settings,
+        command=command,
+    )
+
+
 @dataclass
-class _Run:
-    """Runs trials into ``result``, saving after each and reporting progress."""
+class TrialRunner:
+    """Runs trials into ``result``, saving after each and reporting progress; Ctrl-C becomes
+    :class:`Interrupted` after the last whole result is saved."""
 
     result: Result
     workload: Workload
@@ -92,7 +99,7 @@ class _Run:
     on_trial: OnTrial | None
     json_path: str | Path | None
 
-    def one(self, config: LoaderConfig, repeat: int, index: int, total: int) -> None:
+    def one(self, config: LoaderConfig, repeat: int, index: int, total: int | None) -> Trial:
         self._tell(TrialEvent(index, total, config, repeat))
         try:
             trial = run_trial(self.workload, config, self.limits, repeat=repeat)
@@ -103,6 +110,11 @@ class _Run:
         self.result.trials.append(trial)
         self._save()
         self._tell(TrialEvent(index, total, config, repeat, trial))
+        return trial
+
+    def save(self) -> None:
+        """Rewrite the result document (after changing the result outside a trial)."""
+        self._save()
 
     def _tell(self, event: TrialEvent) -> None:
         if self.on_trial is not None:

@@ -96,6 +96,8 @@ class Result:
     command: list[str] | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     interrupted: bool = False
+    pick: LoaderConfig | None = None  # set by a search; else the best is the lowest median
+    tuning: dict[str, Any] | None = None  # what the search did, JSON-ready
 
     @property
     def epochs(self) -> int:
@@ -111,8 +113,12 @@ class Result:
 
     @property
     def best(self) -> Summary | None:
-        """The config with the lowest median time for the planned epochs, among those that ran."""
-        ranked = [s for s in self.summaries() if s.planned_s is not None]
+        """The search's pick if there was one, else the lowest median time for the planned
+        epochs among the configs that ran."""
+        summaries = self.summaries()
+        if self.pick is not None:
+            return next((s for s in summaries if s.config == self.pick), None)
+        ranked = [s for s in summaries if s.planned_s is not None]
         return min(ranked, key=lambda s: s.planned_s.median if s.planned_s else 0.0, default=None)
 
     @property
@@ -131,6 +137,7 @@ class Result:
             "workload": self.workload,
             "settings": self.settings,
             "best": best.to_dict() if best else None,
+            "tuning": self.tuning,
             "summary": [s.to_dict() for s in self.summaries()],
             "trials": [t.to_dict() for t in self.trials],
         }
@@ -149,6 +156,8 @@ class Result:
             command=doc.get("command"),
             created=doc.get("created", ""),
             interrupted=doc.get("interrupted", False),
+            pick=_pick_of(doc),
+            tuning=doc.get("tuning"),
         )
 
     def save(self, path: str | Path) -> None:
@@ -158,6 +167,12 @@ class Result:
     @classmethod
     def load(cls, path: str | Path) -> Result:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _pick_of(doc: dict[str, Any]) -> LoaderConfig | None:
+    tuning = doc.get("tuning") or {}
+    kwargs = tuning.get("pick")
+    return LoaderConfig.from_kwargs(kwargs) if kwargs else None
 
 
 def write_atomic(path: Path, text: str) -> None:

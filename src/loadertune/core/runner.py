@@ -21,6 +21,7 @@ from loadertune.core.workload import Workload
 
 MIN_WINDOW_ROUNDS = 6  # a cut-short trial measures at least this many prefetch stocks' worth
 HARD_CAP_FACTOR = 3.0  # ...but never runs past this many times its budget to get them
+MIN_STEADY_BATCHES = 4  # plus these, so a loader without workers still has a window
 
 Clock = Callable[[], float]
 
@@ -48,7 +49,7 @@ class TrialLimits:
 
 def min_batches(config: LoaderConfig) -> int:
     """Batches a cut-short trial needs so the stock-corrected rate has a window to work on."""
-    return config.in_flight_batches * (MIN_WINDOW_ROUNDS + 1) + 16
+    return config.in_flight_batches * (MIN_WINDOW_ROUNDS + 1) + MIN_STEADY_BATCHES
 
 
 def run_trial(

@@ -20,8 +20,7 @@ def results_table(result: Result) -> Table:
     best = result.best
     epochs = result.epochs
     table = Table(
-        caption=f"median of {result.settings.get('repeats')} interleaved runs ± half their range"
-        "; * fastest; ~ estimated",
+        caption=_caption(result),
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
@@ -34,6 +33,13 @@ def results_table(result: Result) -> Table:
         marked = best is not None and summary.config == best.config
         table.add_row(*_row(summary, marked, epochs), style="bold green" if marked else None)
     return table
+
+
+def _caption(result: Result) -> str:
+    runs = max((len(s.trials) for s in result.summaries()), default=0)
+    many = f"median of up to {runs} interleaved runs ± half their range; " if runs > 1 else ""
+    mark = "* pick" if result.pick is not None else "* fastest"
+    return f"{many}{mark}; ~ epoch estimated"
 
 
 def title(result: Result) -> str:

@@ -1,0 +1,56 @@
+"""What a search found, in a few lines: the pick, why, what it gains, what the budget cut."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadertune.core.result import Result
+
+RULE_NAMES = {
+    "baseline": "the baseline",
+    "one_per_cpu": "one worker per CPU",
+    "lightning": "Lightning's CPUs - 1",
+}
+
+
+def tuning_lines(result: Result) -> list[str]:
+    """Lines for the terminal and the report; empty for a result that was not a search."""
+    tuning = result.tuning
+    if not tuning:
+        return []
+    best = result.best
+    if best is None:
+        return [f"No pick: {tuning.get('reason')}."]
+    lines = [
+        f"Pick: {best.config.label()}: {tuning.get('reason')}.",
+        f"  DataLoader(dataset, **{best.loader_kwargs})",
+    ]
+    gains = _gains(tuning.get("speedups") or {})
+    if gains:
+        lines.append("Speedup of the pick over " + "; ".join(gains) + ".")
+    lines.append(_budget_line(tuning))
+    lines += [f"  {label}: {why}" for label, why in (tuning.get("rejected") or {}).items()]
+    return lines
+
+
+def _gains(speedups: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for key, entry in speedups.items():
+        ratio = entry.get("speedup")
+        name = f"{RULE_NAMES.get(key, key)} ({entry.get('label')})"
+        out.append(f"{name} {ratio:.2f}x" if ratio else f"{name}: not measured")
+    return out
+
+
+def _budget_line(tuning: dict[str, Any]) -> str:
+    spent, budget = tuning.get("elapsed_s", 0), tuning.get("budget_s", 0)
+    line = f"Search: {tuning.get('strategy')}, {spent:.0f} s of {budget:g} s"
+    if tuning.get("stopped_by_budget"):
+        line += f"; the budget cut it short: next it would try {_label(tuning.get('next'))}"
+    return line + "."
+
+
+def _label(kwargs: dict[str, Any] | None) -> str:
+    if not kwargs:
+        return "nothing"
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items())

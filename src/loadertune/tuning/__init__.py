@@ -1,0 +1,1 @@
+"""Searching the DataLoader knobs: strategies propose, tune measures, pick decides."""

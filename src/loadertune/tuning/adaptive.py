@@ -1,0 +1,130 @@
+"""The default search: measures the anchors, then goes where each trial's figures point.
+
+Workers first. Past the best count measured so far it looks higher only while the step still
+waits for data *and* the workers leave CPUs idle (they are waiting on I/O, so more of them
+overlap more waiting: storage-bound data wants workers far above the core count). With CPUs
+saturated it stops: more processes only share the same cores. When the step no longer waits it
+looks lower, for a cheaper count within noise. Gaps around the best are then halved. Last, at
+the best count: persistent workers (when several epochs are planned), a deeper prefetch and
+unordered delivery (when the step still waits), another start method, pinned memory (CUDA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from loadertune.core.config import LoaderConfig
+from loadertune.tuning.history import History, input_bound, workers_idle
+
+REFINE_GAP = 0.25  # stop halving once the gap to a neighbour is under 25% of the best count
+DEEP_PREFETCH = 4
+
+
+@dataclass
+class Adaptive:
+    """``usable_cpus`` from affinity and quota; ``max_workers`` caps the search; ``epochs``
+    planned (persistent workers only matter past one); ``baseline`` is measured first."""
+
+    usable_cpus: int
+    max_workers: int
+    epochs: int = 1
+    baseline: LoaderConfig = field(default_factory=LoaderConfig)
+    unordered_ok: bool = True  # in_order=False needs torch >= 2.6
+    start_methods: tuple[str, ...] = ("forkserver",)
+    cuda: bool = False
+    name: str = "adaptive"
+
+    def propose(self, history: History) -> LoaderConfig | None:
+        tried = history.tried
+        return next((c for c in self._wanted(history) if c not in tried), None)
+
+    def anchors(self) -> list[LoaderConfig]:
+        """The baseline, no workers, and the two common rules: one worker per usable CPU and
+        Lightning's ``usable CPUs - 1``."""
+        counts = [0, self.usable_cpus, self.usable_cpus - 1]
+        plain = [LoaderConfig(n) for n in counts if 0 <= n <= self.max_workers]
+        return list(dict.fromkeys([self.baseline, *plain]))
+
+    def _wanted(self, history: History) -> Iterator[LoaderConfig]:
+        yield from self.anchors()
+        yield from self._workers(history)
+        best = history.best(plain=True)
+        if best is not None and best.config.num_workers > 0 and self._workers_settled(history):
+            yield from self._knobs(history, best.config.num_workers)
+
+    def _workers(self, history: History) -> Iterator[LoaderConfig]:
+        best = history.best(plain=True)
+        if best is None:
+            return
+        w, measured = best.config.num_workers, history.plain_workers()
+        if w == 0:
+            yield LoaderConfig(1)
+            return
+        at_top = w == max(measured) and self._room_above(history, w)
+        if at_top and input_bound(best) and workers_idle(best, self.usable_cpus):
+            yield LoaderConfig(min(2 * w, self.max_workers))
+        if not input_bound(best) and w > 1:
+            yield LoaderConfig(w // 2)
+        yield from (LoaderConfig(n) for n in _midpoints(w, measured))
+
+    def _room_above(self, history: History, w: int) -> bool:
+        ceiling = min([self.max_workers, *history.rejected_workers()])
+        return w < ceiling
+
+    def _workers_settled(self, history: History) -> bool:
+        return all(c in history.tried for c in self._workers(history))
+
+    def _knobs(self, history: History, w: int) -> Iterator[LoaderConfig]:
+        best = history.best(plain=True)
+        waiting = best is not None and input_bound(best)
+        if self.epochs > 1:
+            yield LoaderConfig(w, persistent_workers=True)
+        if waiting:
+            yield LoaderConfig(w, prefetch_factor=DEEP_PREFETCH)
+            if self.unordered_ok:
+                yield LoaderConfig(w, in_order=False)
+        yield from (LoaderConfig(w, multiprocessing_context=m) for m in self.start_methods)
+        if self.cuda:
+            yield LoaderConfig(w, pin_memory=True)
+        combined = _combine(history, w)
+        if combined is not None:
+            yield combined
+
+
+def _midpoints(w: int, measured: list[int]) -> list[int]:
+    """Counts halfway to the nearest measured neighbours of ``w``, while the gap is wide."""
+    below = [n for n in measured if n < w]
+    above = [n for n in measured if n > w]
+    points = []
+    for neighbour in (max(below, default=None), min(above, default=None)):
+        if neighbour is not None and abs(neighbour - w) > max(1, REFINE_GAP * w):
+            points.append((neighbour + w) // 2)
+    return points
+
+
+def _combine(history: History, w: int) -> LoaderConfig | None:
+    """The winning single-knob changes at ``w`` together, when more than one won."""
+    plain = next((s for s in history.usable() if s.config == LoaderConfig(w)), None)
+    if plain is None or plain.planned_s is None:
+        return None
+    winners = [
+        s.config
+        for s in history.usable()
+        if s.config.num_workers == w
+        and s.config != plain.config
+        and s.planned_s is not None
+        and s.planned_s.median < plain.planned_s.median
+    ]
+    if len(winners) < 2:
+        return None
+    return LoaderConfig(
+        w,
+        prefetch_factor=max((c.prefetch_factor or 0 for c in winners), default=0) or None,
+        persistent_workers=any(c.persistent_workers for c in winners),
+        pin_memory=any(c.pin_memory for c in winners),
+        multiprocessing_context=next(
+            (c.multiprocessing_context for c in winners if c.multiprocessing_context), None
+        ),
+        in_order=all(c.in_order for c in winners),
+    )

@@ -1,0 +1,70 @@
+"""The pick: the cheapest config within noise of the fastest, and what it gains. Pure."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from loadertune.core.config import LoaderConfig
+from loadertune.core.result import Summary
+from loadertune.tuning.history import median_of, planned_median
+
+MIN_NOISE = 0.03  # a challenger must win by more than 3% (pytorch-autotune's floor) ...
+# ... or by more than the measured noise: half the median relative range across repeats.
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The chosen config, the fastest measured, the noise band and the reason in words."""
+
+    chosen: Summary
+    fastest: Summary
+    noise: float
+    reason: str
+
+
+def noise_band(summaries: Sequence[Summary]) -> float:
+    """Relative noise: half the median (max - min) / median over configs with repeats, >= 3%."""
+    spreads = [
+        s.planned_s.rel / 2 for s in summaries if s.planned_s is not None and s.planned_s.n > 1
+    ]
+    measured = statistics.median(spreads) if spreads else 0.0
+    return max(MIN_NOISE, measured)
+
+
+def cost_key(summary: Summary) -> tuple[float, ...]:
+    """Cheaper first: fewer workers, then less memory, then fewer knobs away from defaults."""
+    config = summary.config
+    memory = median_of(summary, "peak_memory_bytes") or 0.0
+    extras = len(config.to_kwargs()) - len(LoaderConfig(config.num_workers).to_kwargs())
+    return (config.num_workers, memory, float(extras), float(config.prefetch_factor or 0))
+
+
+def pick(summaries: Sequence[Summary]) -> Pick | None:
+    """Among configs within noise of the fastest, the cheapest; None if none ran."""
+    ranked = [s for s in summaries if s.planned_s is not None]
+    if not ranked:
+        return None
+    fastest = min(ranked, key=planned_median)
+    noise = noise_band(ranked)
+    limit = planned_median(fastest) * (1 + noise)
+    chosen = min((s for s in ranked if planned_median(s) <= limit), key=cost_key)
+    return Pick(chosen, fastest, noise, _reason(chosen, fastest, noise))
+
+
+def _reason(chosen: Summary, fastest: Summary, noise: float) -> str:
+    if chosen.config == fastest.config:
+        return f"fastest measured; no cheaper config within the noise ({noise:.1%})"
+    gap = planned_median(chosen) / planned_median(fastest) - 1
+    return (
+        f"within the noise ({noise:.1%}) of the fastest, {fastest.config.label()} "
+        f"({gap:+.1%}), and cheaper: picked the fewer workers / less memory"
+    )
+
+
+def speedup(pick: Summary, other: Summary | None) -> float | None:
+    """How many times faster the pick is than ``other`` over the planned epochs."""
+    if other is None or other.planned_s is None or pick.planned_s is None:
+        return None
+    return other.planned_s.median / pick.planned_s.median

@@ -1,0 +1,244 @@
+"""tune: search the knobs within a time budget, then pick the cheapest config within noise of
+the fastest, and say what it gains over the baseline and the two common rules."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadertune.core.bench import OnTrial, TrialRunner, new_result
+from loadertune.core.config import LoaderConfig
+from loadertune.core.result import Result, Summary
+from loadertune.core.runner import TrialLimits
+from loadertune.core.trial import Trial
+from loadertune.core.workload import Workload
+from loadertune.tuning.adaptive import Adaptive
+from loadertune.tuning.history import History, planned_median
+from loadertune.tuning.pick import Pick, noise_band, pick, speedup
+from loadertune.tuning.strategy import Grid, Strategy, worker_grid
+
+DEFAULT_BUDGET_S = 60.0
+MEMORY_SHARE = 0.8  # default --max-memory: 80% of the memory available when the search starts
+TRIAL_SHARE = 1 / 20  # each trial measures for about this share of the budget ...
+TRIAL_BUDGET_BOUNDS_S = (0.5, 5.0)  # ... within these bounds
+CONTENDER_BAND = 0.10  # configs within 10% of the fastest are measured again ...
+CONFIRM_REPEATS = 3  # ... up to this many runs each, interleaved, as the budget allows
+EXPLORE_SHARE = 0.75  # exploring stops here; the rest of the budget confirms the contenders
+FIRST_TRIAL_GUESS_S = 3.0  # until a trial has run, assume this on top of the trial budget
+
+
+@dataclass
+class Budget:
+    """Wall-clock bookkeeping: a trial starts only if the longest one so far still fits."""
+
+    total_s: float
+    clock: Callable[[], float] = time.perf_counter
+    started: float = field(default=0.0)
+    longest_trial_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.clock() - self.started
+
+    def fits(self, trial_budget_s: float, share: float = 1.0) -> bool:
+        """Whether one more trial ends within ``share`` of the total budget."""
+        guess = self.longest_trial_s or trial_budget_s + FIRST_TRIAL_GUESS_S
+        return self.elapsed_s + guess <= self.total_s * share
+
+    def spent(self, trial_s: float) -> None:
+        self.longest_trial_s = max(self.longest_trial_s, trial_s)
+
+
+def trial_budget_s(budget_s: float) -> float:
+    low, high = TRIAL_BUDGET_BOUNDS_S
+    return min(high, max(low, budget_s * TRIAL_SHARE))
+
+
+def tune(
+    workload: Workload,
+    *,
+    budget_s: float = DEFAULT_BUDGET_S,
+    max_workers: int | None = None,
+    max_memory_bytes: int | None = None,
+    strategy: Strategy | str = "adaptive",
+    trial_timeout_s: float = 60.0,
+    on_trial: OnTrial | None = None,
+    json_path: str | Path | None = None,
+    command: list[str] | None = None,
+) -> Result:
+    """Search DataLoader knobs on the workload's real step for about ``budget_s`` seconds.
+
+    Returns a Result whose ``best`` is the pick (``best.loader_kwargs`` go straight into
+    ``DataLoader(dataset, **...)``) and whose ``tuning`` says why, what the pick gains over the
+    baseline and the common rules, and what the search would try next if the budget cut it.
+    """
+    if budget_s <= 0:
+        raise ValueError(f"budget_s must be > 0, got {budget_s!r}")
+    limits = TrialLimits(budget_s=trial_budget_s(budget_s), timeout_s=trial_timeout_s)
+    result = new_result(
+        workload, {"budget_s": budget_s, "trial_budget_s": limits.budget_s}, command
+    )
+    runner = TrialRunner(result, workload, limits, on_trial, json_path)
+    search = _Search(workload, result, runner, Budget(budget_s), max_memory_bytes)
+    if isinstance(strategy, str):
+        strategy = make_strategy(strategy, workload, result, max_workers)
+    search.explore(strategy)
+    search.confirm()
+    search.conclude(strategy)
+    return result
+
+
+def make_strategy(
+    name: str, workload: Workload, result: Result, max_workers: int | None
+) -> Strategy:
+    """The strategy called ``name`` (a key of :data:`STRATEGIES`) for this machine."""
+    try:
+        factory = STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose from {sorted(STRATEGIES)}") from None
+    return factory(workload, result, max_workers)
+
+
+def grid_strategy(workload: Workload, result: Result, max_workers: int | None) -> Grid:
+    """The exhaustive reference: every worker count on :func:`worker_grid`."""
+    cap = _max_workers(result, max_workers)
+    return Grid([LoaderConfig(n) for n in worker_grid(cap)])
+
+
+def _max_workers(result: Result, max_workers: int | None) -> int:
+    """Default cap: well above the core count, since I/O-bound loaders want many workers."""
+    cpus = int(result.machine["cpus"]["usable"])
+    return max_workers if max_workers is not None else max(32, 8 * cpus)
+
+
+def default_strategy(workload: Workload, result: Result, max_workers: int | None) -> Adaptive:
+    """The adaptive search for this machine: its usable CPUs, start methods and torch."""
+    import torch
+
+    cpus = int(result.machine["cpus"]["usable"])
+    methods = tuple(m for m in ("forkserver",) if m in result.machine.get("start_methods", []))
+    return Adaptive(
+        usable_cpus=cpus,
+        max_workers=_max_workers(result, max_workers),
+        epochs=workload.epochs,
+        baseline=workload.baseline_config(),
+        unordered_ok=_torch_at_least(torch.__version__, (2, 6)),
+        start_methods=methods,
+        cuda=bool(result.machine.get("cuda_available")),
+    )
+
+
+STRATEGIES: dict[str, Callable[[Workload, Result, int | None], Strategy]] = {
+    "adaptive": default_strategy,
+    "grid": grid_strategy,
+}
+
+
+def _torch_at_least(version: str, wanted: tuple[int, int]) -> bool:
+    parts = version.split("+", 1)[0].split(".")
+    return (int(parts[0]), int(parts[1])) >= wanted
+
+
+@dataclass
+class _Search:
+    workload: Workload
+    result: Result
+    runner: TrialRunner
+    budget: Budget
+    max_memory_bytes: int | None
+    rejected: dict[LoaderConfig, str] = field(default_factory=dict)
+    next_config: LoaderConfig | None = None
+
+    def history(self) -> History:
+        return History(self.result.summaries(), self.rejected)
+
+    def explore(self, strategy: Strategy) -> None:
+        """Measure what the strategy proposes, once each, while the budget allows."""
+        while (config := strategy.propose(self.history())) is not None:
+            if not self.budget.fits(self.runner.limits.budget_s, EXPLORE_SHARE):
+                self.next_config = config
+                return
+            self._measure(config, repeat=0)
+
+    def confirm(self) -> None:
+        """Measure the contenders again, interleaved, so noise cannot decide the pick."""
+        for repeat in range(1, CONFIRM_REPEATS):
+            for summary in self._contenders():
+                if not self.budget.fits(self.runner.limits.budget_s):
+                    return
+                self._measure(summary.config, repeat)
+
+    def _contenders(self) -> list[Summary]:
+        usable = self.history().usable()
+        if not usable:
+            return []
+        fastest = min(planned_median(s) for s in usable)
+        band = max(CONTENDER_BAND, 2 * noise_band(usable))
+        return [s for s in usable if planned_median(s) <= fastest * (1 + band)]
+
+    def _measure(self, config: LoaderConfig, repeat: int) -> None:
+        began = self.budget.clock()
+        trial = self.runner.one(config, repeat, len(self.result.trials), None)
+        self.budget.spent(self.budget.clock() - began)
+        reason = self._rejection(trial)
+        if reason:
+            self.rejected[config] = reason
+
+    def _rejection(self, trial: Trial) -> str | None:
+        if trial.error is not None and trial.error.kind == "unpicklable":
+            return f"skipped: {trial.error.message}"
+        peak = trial.peak_memory_bytes
+        if self.max_memory_bytes and peak and peak > self.max_memory_bytes:
+            limit = _gib(self.max_memory_bytes)
+            return f"rejected: peak memory {_gib(peak)} over the limit of {limit}"
+        return None
+
+    def conclude(self, strategy: Strategy) -> None:
+        history = self.history()
+        chosen = pick(history.usable())
+        self.result.pick = chosen.chosen.config if chosen else None
+        self.result.tuning = self._report(strategy, chosen, history)
+        self.runner.save()
+
+    def _report(self, strategy: Strategy, chosen: Pick | None, history: History) -> dict[str, Any]:
+        return {
+            "strategy": strategy.name,
+            "pick": chosen.chosen.config.to_kwargs() if chosen else None,
+            "fastest": chosen.fastest.config.to_kwargs() if chosen else None,
+            "noise": chosen.noise if chosen else None,
+            "reason": chosen.reason if chosen else "no configuration ran successfully",
+            "speedups": _speedups(chosen, history, self.workload, self.result) if chosen else {},
+            "budget_s": self.budget.total_s,
+            "elapsed_s": round(self.budget.elapsed_s, 3),
+            "stopped_by_budget": self.next_config is not None,
+            "next": self.next_config.to_kwargs() if self.next_config else None,
+            "rejected": {c.label(): why for c, why in self.rejected.items()},
+        }
+
+
+def _speedups(
+    chosen: Pick, history: History, workload: Workload, result: Result
+) -> dict[str, dict[str, Any]]:
+    """The pick against the baseline and the two common rules, where they were measured."""
+    cpus = int(result.machine["cpus"]["usable"])
+    rules = {
+        "baseline": workload.baseline_config(),
+        "one_per_cpu": LoaderConfig(cpus),
+        "lightning": LoaderConfig(max(cpus - 1, 0)),
+    }
+    by_config = {s.config: s for s in history.summaries}
+    out = {}
+    for name, config in rules.items():
+        ratio = speedup(chosen.chosen, by_config.get(config))
+        out[name] = {"config": config.to_kwargs(), "label": config.label(), "speedup": ratio}
+    return out
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
