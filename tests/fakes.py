@@ -48,3 +48,42 @@ def result(*trials: Trial, repeats: int = 1) -> Result:
     return Result(
         machine=MACHINE, workload=WORKLOAD, settings={"repeats": repeats}, trials=list(trials)
     )
+
+
+class Measured(Trial):
+    """A trial whose figures are given, not derived: for testing searches and picks."""
+
+    def __init__(
+        self,
+        config: LoaderConfig,
+        epoch_s: float,
+        wait: float = 0.5,
+        *,
+        cpu_busy: float = 1.0,
+        memory: int = 2**28,
+        repeat: int = 0,
+    ) -> None:
+        super().__init__(
+            config=config, repeat=repeat, epoch_batches=10, complete=True, end_s=epoch_s
+        )
+        self._figures = (epoch_s, wait, cpu_busy, memory)
+
+    @property
+    def epoch_s(self) -> float:
+        return self._figures[0]
+
+    @property
+    def data_wait_fraction(self) -> float:
+        return self._figures[1]
+
+    @property
+    def cpu_busy(self) -> float:
+        return self._figures[2]
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        return self._figures[3]
+
+
+def summaries(*trials: Trial) -> list:  # type: ignore[type-arg]
+    return result(*trials).summaries()

@@ -1,0 +1,132 @@
+"""The search logic on synthetic measurements: no clock, no process."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes import Measured, summaries
+from loadertune import LoaderConfig as C
+from loadertune.tuning.adaptive import Adaptive
+from loadertune.tuning.history import History
+from loadertune.tuning.pick import noise_band, pick
+from loadertune.tuning.strategy import Grid, worker_grid
+from loadertune.tuning.tune import Budget
+
+
+def _history(*trials: Measured, rejected: dict[C, str] | None = None) -> History:
+    return History(summaries(*trials), rejected or {})
+
+
+def _search(strategy: Adaptive, measure: dict[int, tuple[float, float, float]]) -> list[C]:
+    """Run the strategy against a table of plain worker counts -> (epoch_s, wait, cpu_busy);
+    knob variants measure like their plain count but 10% slower. Returns the order tried."""
+    trials: list[Measured] = []
+    while (config := strategy.propose(_history(*trials))) is not None:
+        epoch, wait, cpu = measure.get(config.num_workers, (99.0, 0.9, 2.0))
+        slower = 1.0 if config == C(config.num_workers) else 1.1
+        trials.append(Measured(config, epoch * slower, wait, cpu_busy=cpu))
+        assert len(trials) < 40, "the search must end"
+    return [t.config for t in trials]
+
+
+def test_anchors_are_the_baseline_and_the_two_rules() -> None:
+    strategy = Adaptive(usable_cpus=4, max_workers=32, baseline=C(6))
+    assert strategy.anchors() == [C(6), C(0), C(4), C(3)]
+
+
+def test_io_bound_data_goes_far_above_the_core_count() -> None:
+    # storage latency: every doubling helps until 16, CPUs stay mostly idle
+    table = {n: (8.6 / max(n, 1) ** 0.8 if n <= 16 else 1.0, 0.9, 0.4) for n in range(65)}
+    tried = _search(Adaptive(usable_cpus=2, max_workers=64), table)
+    counts = [c.num_workers for c in tried if c == C(c.num_workers)]
+    assert max(counts) >= 16  # it looked well above the 2 cores
+    assert 32 in counts  # and one step past the best, to see it stop helping
+
+
+def test_cpu_bound_data_stops_at_the_core_count() -> None:
+    # pure-Python work: CPUs saturated from 2 workers on, more workers do not help
+    table = {0: (4.0, 0.9, 1.0), 1: (4.1, 0.9, 1.0), 2: (2.2, 0.6, 1.95), 4: (2.3, 0.6, 2.0)}
+    tried = _search(Adaptive(usable_cpus=2, max_workers=64), table)
+    assert all(c.num_workers <= 4 for c in tried)
+
+
+def test_a_compute_bound_step_looks_for_fewer_workers() -> None:
+    table = {
+        0: (5.0, 0.6, 1.0),
+        8: (2.0, 0.0, 2.0),
+        7: (2.0, 0.0, 2.0),
+        4: (2.01, 0.0, 2.0),
+        2: (2.02, 0.01, 2.0),
+    }
+    tried = _search(Adaptive(usable_cpus=8, max_workers=64), table)
+    assert C(4) in tried and C(16) not in tried
+
+
+def test_no_workers_best_tries_one_then_stops() -> None:
+    table = {0: (0.01, 0.5, 1.0), 1: (0.1, 0.5, 1.0), 2: (0.13, 0.5, 1.0)}
+    tried = _search(Adaptive(usable_cpus=2, max_workers=32), table)
+    assert tried == [C(0), C(2), C(1)]
+
+
+def test_knobs_are_tried_at_the_best_count_and_combined() -> None:
+    strategy = Adaptive(usable_cpus=2, max_workers=2, epochs=5, start_methods=("forkserver",))
+    trials = [Measured(C(0), 5.0), Measured(C(2), 2.0, wait=0.3, cpu_busy=1.0), Measured(C(1), 3.0)]
+    assert strategy.propose(_history(*trials)) == C(2, persistent_workers=True)
+    trials += [Measured(C(2, persistent_workers=True), 1.8), Measured(C(2, prefetch_factor=4), 1.9)]
+    trials += [
+        Measured(C(2, in_order=False), 2.1),
+        Measured(C(2, multiprocessing_context="forkserver"), 2.5),
+    ]
+    assert strategy.propose(_history(*trials)) == C(2, prefetch_factor=4, persistent_workers=True)
+
+
+def test_max_workers_and_rejections_cap_the_search() -> None:
+    table = {n: (8.0 / max(n, 1), 0.9, 0.3) for n in range(65)}
+    assert all(c.num_workers <= 6 for c in _search(Adaptive(usable_cpus=2, max_workers=6), table))
+    strategy = Adaptive(usable_cpus=2, max_workers=64)
+    trials = [Measured(C(n), 8.0 / max(n, 1), 0.9, cpu_busy=0.3) for n in (0, 1, 2, 4)]
+    history = _history(*trials, rejected={C(8): "rejected: memory"})
+    assert strategy.propose(history) not in (C(8), C(16))
+
+
+def test_grid_proposes_every_config_once() -> None:
+    grid = Grid([C(n) for n in worker_grid(8)])
+    assert [c.num_workers for c in grid.configs] == [0, 1, 2, 3, 4, 6, 8]
+    assert grid.propose(_history(Measured(C(0), 1.0), Measured(C(1), 1.0))) == C(2)
+
+
+def test_pick_prefers_the_cheaper_config_within_noise() -> None:
+    chosen = pick(summaries(Measured(C(8), 1.00), Measured(C(4), 1.02), Measured(C(2), 1.5)))
+    assert chosen is not None
+    assert chosen.chosen.config == C(4) and chosen.fastest.config == C(8)
+    assert "within the noise (3.0%)" in chosen.reason
+
+
+def test_a_challenger_must_beat_the_measured_noise() -> None:
+    noisy = [Measured(C(8), e, repeat=i) for i, e in enumerate((0.8, 1.0, 1.2))]
+    cheap = [Measured(C(4), e, repeat=i) for i, e in enumerate((0.9, 1.1, 1.3))]
+    band = noise_band(summaries(*noisy, *cheap))
+    assert band == pytest.approx((0.2 + 0.4 / 1.1 / 2) / 2)  # half the relative range, median
+    chosen = pick(summaries(*noisy, *cheap))
+    assert chosen is not None and chosen.chosen.config == C(4)
+
+
+def test_pick_breaks_ties_on_memory() -> None:
+    chosen = pick(
+        summaries(
+            Measured(C(4), 1.0, memory=2**30), Measured(C(4, prefetch_factor=4), 1.0, memory=2**29)
+        )
+    )
+    assert chosen is not None and chosen.chosen.config == C(4, prefetch_factor=4)
+
+
+def test_budget_admits_a_trial_only_if_the_longest_so_far_still_fits() -> None:
+    now = [0.0]
+    budget = Budget(25.0, clock=lambda: now[0])
+    assert budget.fits(1.0)
+    now[0] = 20.0
+    budget.spent(4.0)
+    assert budget.fits(1.0)
+    budget.spent(6.0)
+    assert not budget.fits(1.0)
+    assert not budget.fits(1.0, share=0.75)
