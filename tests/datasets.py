@@ -124,6 +124,7 @@ slow = Rows(64, cost_s=0.002)
 bad = RaisesAt()
 stream = Stream()
 loader = DataLoader(Rows(100), batch_size=10, drop_last=True)
+spawn_loader = DataLoader(Rows(32), batch_size=8, num_workers=1, multiprocessing_context="spawn")
 not_data = 42
 
 

@@ -90,9 +90,11 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path: Path) -> None:
             workload, [LoaderConfig(0), LoaderConfig(1)], repeats=1, limits=LIMITS, json_path=path
         )
     assert info.value.result.interrupted
-    assert [t.config.num_workers for t in info.value.result.trials] == [0]
+    finished, cut = info.value.result.trials
+    assert finished.ok and finished.config.num_workers == 0
+    assert cut.error is not None and cut.error.kind == "interrupted"  # kept, marked
     doc = json.loads(path.read_text())
-    assert doc["interrupted"] is True and len(doc["trials"]) == 1
+    assert doc["interrupted"] is True and len(doc["trials"]) == 2
     assert doc["best"]["loader_kwargs"]["num_workers"] == 0
 
 

@@ -125,3 +125,35 @@ def test_demo_finds_a_pick_and_says_it(tmp_path: Path) -> None:
     assert "Fastest here:" in done.stdout
     doc = json.loads(out.read_text())
     assert doc["workload"]["name"] == "classic example" and doc["best"] is not None
+
+
+def test_a_json_path_that_cannot_be_written_is_refused_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _exit_code(["bench", f"{DATASETS}:tiny", "--json", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err and len(err.strip().splitlines()) == 1
+    assert _exit_code(["bench", f"{DATASETS}:tiny", "--json", "/dev/null/x.json"]) == 2
+    assert "cannot create its folder" in capsys.readouterr().err
+
+
+@pytest.mark.workers
+def test_a_dataloader_target_keeps_its_start_method(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["bench", f"{DATASETS}:spawn_loader", "--workers", "0,1", "--repeats", "1"]
+    assert main([*args, "--json", str(out)]) == 0
+    configs = [t["config"] for t in json.loads(out.read_text())["trials"]]
+    assert {"num_workers": 1, "multiprocessing_context": "spawn"}.items() <= configs[1].items()
+
+
+def test_a_stream_is_measured_over_its_batch_budget(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert (
+        main(["bench", f"{DATASETS}:stream", "--workers", "0", "--repeats", "1", "--batches", "20"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "20 batches per run" in out and "per 20 batches" in out
+    assert "~" not in out.split("config")[1].splitlines()[2]  # measured whole, not estimated

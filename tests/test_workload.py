@@ -64,3 +64,30 @@ def test_an_iterable_dataset_has_no_epoch() -> None:
 def test_bad_settings_are_named(kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Workload(Rows(10), **kwargs)  # type: ignore[arg-type]
+
+
+def _pad(samples: list[torch.Tensor]) -> torch.Tensor:
+    return torch.nn.utils.rnn.pad_sequence(samples, batch_first=True)
+
+
+def test_what_a_result_cannot_carry_is_named() -> None:
+    plain = Workload(DataLoader(Rows(20), batch_size=4, shuffle=True))
+    assert plain.keep_your_own() == []
+    padded = Workload(DataLoader(Rows(20), batch_size=4, collate_fn=_pad, worker_init_fn=print))
+    assert padded.keep_your_own() == ["collate_fn", "worker_init_fn"]
+    assert padded.fixed_kwargs() == {"batch_size": 4, "shuffle": False, "drop_last": False}
+    buckets = BatchSampler(SequentialSampler(range(20)), batch_size=3, drop_last=False)
+
+    class Buckets(BatchSampler):
+        pass
+
+    custom = Workload(DataLoader(Rows(20), batch_sampler=Buckets(buckets.sampler, 3, False)))
+    assert custom.keep_your_own() == ["batch_sampler"]
+    assert custom.fixed_kwargs() == {}  # batch_size/shuffle would conflict with a batch_sampler
+
+
+def test_the_users_loader_is_rebuilt_with_a_config() -> None:
+    given = DataLoader(Rows(20), batch_size=4, collate_fn=_pad)
+    loader = Workload(given).loader(LoaderConfig(0))
+    assert loader.collate_fn is _pad and len(loader) == 5
+    assert [b.shape for b in loader] == [b.shape for b in given]

@@ -16,6 +16,7 @@ from loadertune.core.result import Result, Summary
 from loadertune.core.runner import TrialLimits
 from loadertune.core.trial import Trial, TrialError
 from loadertune.core.workload import Workload
+from loadertune.tuning.tune import tune
 
 __version__ = "0.1.0"
 
@@ -35,4 +36,5 @@ __all__ = [
     "Workload",
     "__version__",
     "bench",
+    "tune",
 ]

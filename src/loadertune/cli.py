@@ -190,22 +190,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_bench(args: argparse.Namespace, argv: list[str]) -> int:
-    from loadertune.commands import bench_workload, configs_from_args, measure
+    from loadertune.commands import bench_workload, check_json_path, configs_from_args, measure
 
+    check_json_path(args.json)
     workload = bench_workload(args)
-    configs = configs_from_args(args)
+    configs = configs_from_args(args, workload)
     return measure(workload, configs, args, ["loadertune", *argv])
 
 
 def _run_tune(args: argparse.Namespace, argv: list[str]) -> int:
-    from loadertune.commands import bench_workload, search
+    from loadertune.commands import bench_workload, check_json_path, search
 
+    check_json_path(args.json)
     return search(bench_workload(args), args, ["loadertune", *argv])
 
 
 def _run_demo(args: argparse.Namespace, argv: list[str]) -> int:
-    from loadertune.commands import demo
+    from loadertune.commands import check_json_path, demo
 
+    check_json_path(args.json)
     return demo(args, ["loadertune", *argv])
 
 

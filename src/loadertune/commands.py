@@ -4,6 +4,7 @@ public functions a user imports, drive the progress bar, render. Measures nothin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,8 +19,8 @@ from loadertune.core.errors import UsageError
 from loadertune.core.result import Result
 from loadertune.core.runner import TrialLimits
 from loadertune.core.workload import Workload
-from loadertune.report.headline import headline
-from loadertune.report.table import results_table, title
+from loadertune.report.headline import headline_lines
+from loadertune.report.table import caption, results_table, title
 from loadertune.report.tuning import tuning_lines
 
 EXIT_OK, EXIT_TRIAL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -47,21 +48,41 @@ def bench_workload(args: argparse.Namespace) -> Workload:
         raise UsageError(f"{args.target}: {exc}") from exc
 
 
-def configs_from_args(args: argparse.Namespace) -> list[LoaderConfig]:
-    """One config per --workers value; prefetch and persistence apply where there are workers."""
+def configs_from_args(args: argparse.Namespace, workload: Workload) -> list[LoaderConfig]:
+    """One config per --workers value; prefetch, persistence and the start method apply where
+    there are workers. A DataLoader target's own start method and pin_memory are kept unless
+    the options say otherwise (its loader may need spawn)."""
+    own = workload.baseline_config()
     try:
-        return [_config(n, args) for n in args.workers]
+        return [_config(n, args, own) for n in args.workers]
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
 
-def _config(workers: int, args: argparse.Namespace) -> LoaderConfig:
+def _config(workers: int, args: argparse.Namespace, own: LoaderConfig) -> LoaderConfig:
+    method = args.start_method or own.multiprocessing_context
     return LoaderConfig(
         num_workers=workers,
         prefetch_factor=args.prefetch_factor if workers else None,
         persistent_workers=bool(args.persistent_workers and workers),
-        multiprocessing_context=args.start_method if workers else None,
+        pin_memory=own.pin_memory,
+        multiprocessing_context=method if workers else None,
     )
+
+
+def check_json_path(path: str | None) -> None:
+    """Refuse a --json path that cannot be written, before anything is measured."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--json {path}: is a directory; give a file name")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--json {path}: cannot create its folder ({exc.strerror})") from exc
+    if not os.access(target.parent, os.W_OK):
+        raise UsageError(f"--json {path}: its folder is not writable")
 
 
 def measure(
@@ -138,19 +159,16 @@ def demo(args: argparse.Namespace, command: list[str]) -> int:
 
 
 def render(result: Result, console: Console) -> None:
-    """The table, the failures with their reasons, and the headline."""
+    """The table and its legend, the failures with their reasons, then the verdict lines."""
     console.print(title(result), style="bold", soft_wrap=True)
     console.print(results_table(result))
+    legend = caption(result)
+    if legend:
+        console.print(legend, soft_wrap=True, style="dim")
     for trial in result.failed_trials:
-        console.print(
-            f"[red]failed[/] {trial.config.label()} (repeat {trial.repeat + 1}): {trial.error}"
-        )
-    if any(not t.epoch_measured for t in result.trials if t.ok):
-        console.print(
-            "~ epoch estimated: measured until the trial budget, the rest at the steady rate"
-        )
-    lines = tuning_lines(result)
-    for line in lines or [headline(result)]:
+        where = f"{trial.config.label()}, repeat {trial.repeat}"
+        console.print(f"[red]failed[/] ({where}): {trial.error}", soft_wrap=True)
+    for line in tuning_lines(result) or headline_lines(result):
         console.print(line, soft_wrap=True)
 
 
@@ -163,6 +181,7 @@ def _progress() -> Iterator[Callable[[TrialEvent], None]]:
         TimeElapsedColumn(),
         console=Console(stderr=True),
         transient=True,
+        disable=not Console(stderr=True).is_terminal,
     )
     task = progress.add_task("measuring", total=None)
 

@@ -10,7 +10,7 @@ from typing import Any
 from loadertune.core.config import LoaderConfig
 from loadertune.core.machine import machine_facts
 from loadertune.core.result import Result
-from loadertune.core.runner import TrialLimits, run_trial
+from loadertune.core.runner import TrialInterrupted, TrialLimits, run_trial
 from loadertune.core.trial import Trial
 from loadertune.core.workload import Workload
 
@@ -99,11 +99,16 @@ class TrialRunner:
     on_trial: OnTrial | None
     json_path: str | Path | None
 
+    def __post_init__(self) -> None:
+        self._save()  # a path that cannot be written fails now, before anything is measured
+
     def one(self, config: LoaderConfig, repeat: int, index: int, total: int | None) -> Trial:
         self._tell(TrialEvent(index, total, config, repeat))
         try:
             trial = run_trial(self.workload, config, self.limits, repeat=repeat)
         except KeyboardInterrupt as exc:
+            if isinstance(exc, TrialInterrupted):
+                self.result.trials.append(exc.trial)
             self.result.interrupted = True
             self._save()
             raise Interrupted(self.result) from exc

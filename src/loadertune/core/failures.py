@@ -24,7 +24,7 @@ def explain(
 
     batch = trial.batches
     if _is_pickling_error(exc):
-        method = trial.config.multiprocessing_context or "this start method"
+        method = trial.config.multiprocessing_context or _default_start_method()
         return TrialError(
             "unpicklable",
             f"the dataset, collate_fn or worker_init_fn cannot be sent to {method} workers "
@@ -48,6 +48,12 @@ def explain(
     if index is not None:
         return TrialError("exception", _own_message(index[1]), index=index[0], batch=batch)
     return TrialError("exception", message, batch=batch)
+
+
+def _default_start_method() -> str:
+    import multiprocessing
+
+    return multiprocessing.get_start_method(allow_none=True) or "the default start method's"
 
 
 def _is_pickling_error(exc: BaseException) -> bool:

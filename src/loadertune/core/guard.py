@@ -96,9 +96,17 @@ def reap_children(before: set[int]) -> list[int]:
     return [p.pid for p in leftovers]
 
 
-def shutdown_iterator(iterator: Any) -> float:
-    """Stop a DataLoader iterator's workers and pin-memory thread; return the seconds it took."""
+def shutdown_iterator(iterator: Any, *, kill_first: bool = False) -> float:
+    """Stop a DataLoader iterator's workers and pin-memory thread; return the seconds it took.
+
+    ``kill_first`` (after a failure) terminates the workers before the orderly shutdown, which
+    would otherwise wait several seconds on a worker that hangs.
+    """
     start = time.perf_counter()
+    if kill_first:
+        for worker in getattr(iterator, "_workers", []):
+            with contextlib.suppress(Exception):
+                worker.terminate()
     shutdown = getattr(iterator, "_shutdown_workers", None)
     if shutdown is not None:
         with contextlib.suppress(Exception):

@@ -30,6 +30,7 @@ class Summary:
     trials: tuple[Trial, ...]
     epochs: int = 1
     fixed_kwargs: tuple[tuple[str, Any], ...] = ()
+    keep_your_own: tuple[str, ...] = ()
 
     @property
     def ok_trials(self) -> list[Trial]:
@@ -44,6 +45,12 @@ class Summary:
         """What to pass to ``DataLoader(dataset, **loader_kwargs)``: the workload's batch size,
         shuffle and drop_last with this config's worker knobs."""
         return {**dict(self.fixed_kwargs), **self.config.to_kwargs()}
+
+    @property
+    def usage(self) -> str:
+        """How to build the loader, in one line of Python."""
+        own = "".join(f", {name}=<yours>" for name in self.keep_your_own)
+        return f"DataLoader(dataset, **{self.loader_kwargs}{own})"
 
     def figure(self, name: str) -> stats.Spread | None:
         """Median and range of a derived figure (e.g. ``epoch_s``) across successful repeats."""
@@ -67,6 +74,7 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "loader_kwargs": self.loader_kwargs,
+            "keep_your_own": list(self.keep_your_own),
             "label": self.config.label(),
             "ok_repeats": len(self.ok_trials),
             "failed_repeats": len(self.trials) - len(self.ok_trials),
@@ -109,7 +117,8 @@ class Result:
         for trial in self.trials:
             groups.setdefault(trial.config, []).append(trial)
         fixed = tuple((self.workload.get("loader_kwargs") or {}).items())
-        return [Summary(c, tuple(ts), self.epochs, fixed) for c, ts in groups.items()]
+        own = tuple(self.workload.get("keep_your_own") or ())
+        return [Summary(c, tuple(ts), self.epochs, fixed, own) for c, ts in groups.items()]
 
     @property
     def best(self) -> Summary | None:

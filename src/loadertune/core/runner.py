@@ -47,6 +47,14 @@ class TrialLimits:
             raise ValueError(f"trial budget and timeout must be > 0, got {self}")
 
 
+class TrialInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a trial; ``trial`` holds what it measured, marked interrupted."""
+
+    def __init__(self, trial: Trial) -> None:
+        super().__init__("interrupted")
+        self.trial = trial
+
+
 def min_batches(config: LoaderConfig) -> int:
     """Batches a cut-short trial needs so the stock-corrected rate has a window to work on."""
     return config.in_flight_batches * (MIN_WINDOW_ROUNDS + 1) + MIN_STEADY_BATCHES
@@ -73,8 +81,9 @@ def run_trial(
     try:
         with guard.Watchdog(limits.timeout_s) as watchdog, sampler, _quiet_torch():
             loader = workload.build_loader(config, recorder)
+            cpu_before = _cpu_now()  # read before the clock: a scan of the process table
             start = clock()
-            trial.cpu.append((0.0, _cpu_now()))
+            trial.cpu.append((0.0, cpu_before))
             iterator = iter(loader)
             loop = _Loop(trial, workload, limits, clock, start, epoch_batches is None, sampler)
             loop.run(iterator, watchdog)
@@ -82,13 +91,13 @@ def run_trial(
                 trial.cpu.append((_us(clock() - loop.start), _cpu_now()))
             if config.persistent_workers and workload.epochs > 1:
                 trial.warm_startup_s = _us(_warm_startup_s(loader, clock))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         trial.status, trial.error = FAILED, TrialError("interrupted", "interrupted by the user")
-        raise
+        raise TrialInterrupted(trial) from exc
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything; we report it
         trial.status, trial.error = FAILED, _explain(exc, trial, workload, recorder)
     finally:
-        trial.shutdown_s = _us(guard.shutdown_iterator(iterator))
+        trial.shutdown_s = _us(guard.shutdown_iterator(iterator, kill_first=not trial.ok))
         guard.reap_children(before)
         saved.restore()
         trial.trim()
@@ -166,6 +175,8 @@ class _Loop:
                 item: ProbedBatch = next(iterator)
             except StopIteration:
                 self.trial.complete, self.trial.end_s = True, _us(clock() - self.start)
+                if self.by_budget:  # the stream ended before the batch budget: a real epoch
+                    self.trial.epoch_batches = self.trial.batches
                 return
             ready = clock()
             if step is not None:
@@ -197,6 +208,7 @@ class _Loop:
     def _should_stop(self, elapsed_s: float) -> bool:
         trial = self.trial
         if self.by_budget and trial.batches >= (trial.epoch_batches or 0):
+            trial.complete, trial.end_s = True, _us(elapsed_s)  # the budget is its "epoch"
             return True
         steady_s = elapsed_s - trial.ready_s[0]  # startup is paid whatever the budget
         if steady_s < self.limits.budget_s:

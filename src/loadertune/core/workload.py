@@ -126,6 +126,7 @@ class Workload:
             "iterable": self.is_iterable,
             "batch_size": self._batch_size_shown(),
             "loader_kwargs": self.fixed_kwargs(),
+            "keep_your_own": self.keep_your_own(),
             "epoch_batches": self.epoch_batches(),
             "batch_budget": self.batch_budget,
             "step": _callable_name(self.step),
@@ -133,18 +134,43 @@ class Workload:
         }
 
     def fixed_kwargs(self) -> dict[str, Any]:
-        """The JSON-able settings that stay fixed (batch_size, shuffle, drop_last), for
-        ``DataLoader(dataset, **fixed, **config)``. A DataLoader's own sampler, collate_fn or
-        worker_init_fn cannot travel in JSON: keep passing yours."""
-        from torch.utils.data import RandomSampler
-
+        """The JSON-able settings that stay fixed, for ``DataLoader(dataset, **fixed, **config)``:
+        batch_size, shuffle and drop_last, unless a custom (batch) sampler replaces them.
+        What cannot travel in JSON is named by :meth:`keep_your_own`."""
+        if "batch_sampler" in self.keep_your_own() or "sampler" in self.keep_your_own():
+            return {}
         sampler = self._base.get("batch_sampler")
-        inner = getattr(sampler, "sampler", self._base.get("sampler"))
         fixed: dict[str, Any] = {"batch_size": self._batch_size_shown()}
         if not self.is_iterable:
-            fixed["shuffle"] = isinstance(inner, RandomSampler)
+            fixed["shuffle"] = _is_random(getattr(sampler, "sampler", self._base.get("sampler")))
         fixed["drop_last"] = bool(getattr(sampler, "drop_last", self._base.get("drop_last")))
         return fixed
+
+    def keep_your_own(self) -> list[str]:
+        """The user's own DataLoader settings that a result cannot carry (objects, not values):
+        pass them again beside ``loader_kwargs``."""
+        from torch.utils.data import BatchSampler
+        from torch.utils.data._utils.collate import default_collate, default_convert
+
+        base = self._base
+        own = []
+        batch_sampler = base.get("batch_sampler")
+        if batch_sampler is not None and type(batch_sampler) is not BatchSampler:
+            own.append("batch_sampler")
+        inner = getattr(batch_sampler, "sampler", base.get("sampler"))
+        if "batch_sampler" not in own and inner is not None and not _is_plain_sampler(inner):
+            own.append("sampler")
+        if base.get("collate_fn") not in (default_collate, default_convert):
+            own.append("collate_fn")
+        own += [k for k in ("worker_init_fn", "generator") if base.get(k) is not None]
+        return own
+
+    def loader(self, config: LoaderConfig) -> DataLoader[Any]:
+        """A plain DataLoader with the workload's settings and ``config``'s knobs: what the
+        user would build with the pick (no probes)."""
+        from torch.utils.data import DataLoader
+
+        return DataLoader(**self._base, **config.to_kwargs())
 
     @property
     def _given_loader(self) -> bool:
@@ -168,6 +194,20 @@ class Workload:
         sampler_cls = RandomSampler if self.shuffle else SequentialSampler
         base["batch_sampler"] = BatchSampler(sampler_cls(self.data), batch_size, drop_last=False)
         return base
+
+
+def _is_random(sampler: Any) -> bool:
+    from torch.utils.data import RandomSampler
+
+    return isinstance(sampler, RandomSampler)
+
+
+def _is_plain_sampler(sampler: Any) -> bool:
+    from torch.utils.data import RandomSampler, SequentialSampler
+
+    return type(sampler) in (RandomSampler, SequentialSampler) or type(sampler).__name__ == (
+        "_InfiniteConstantSampler"
+    )
 
 
 def _is_iterable(dataset: Any) -> bool:

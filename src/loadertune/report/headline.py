@@ -6,6 +6,21 @@ from loadertune.core.result import Result, Summary
 from loadertune.report import units
 
 
+def headline_lines(result: Result) -> list[str]:
+    """The headline, then how to build the loader, then a caveat when the fastest two overlap."""
+    best = result.best
+    if best is None or best.planned_s is None:
+        return [headline(result)]
+    lines = [headline(result), f"  {best.usage}"]
+    runner_up = _runner_up(result, best)
+    if runner_up is not None and _overlap(best, runner_up):
+        lines.append(
+            f"{best.config.label()} and {runner_up.config.label()} overlap within their spread: "
+            "rerun with more --repeats to separate them."
+        )
+    return lines
+
+
 def headline(result: Result) -> str:
     """The pick, its time, and how the others compare; why, where a measurement says so.
 
@@ -14,8 +29,11 @@ def headline(result: Result) -> str:
     """
     best = result.best
     if best is None or best.epoch_s is None:
+        if result.interrupted and not result.trials:
+            return "Interrupted before any trial finished: nothing was measured."
         return "No configuration completed; see the errors above."
-    parts = [f"Fastest here: {_kwargs(best)}, {units.seconds(best.epoch_s.median)} per epoch."]
+    unit = _unit(result)
+    parts = [f"Fastest here: {_kwargs(best)}, {units.seconds(best.epoch_s.median)} {unit}."]
     others = [s for s in result.summaries() if s.epoch_s is not None and s.config != best.config]
     rule = _one_per_cpu(others, _usable_cpus(result))
     if rule is not None:
@@ -24,6 +42,24 @@ def headline(result: Result) -> str:
     if slowest is not None and slowest is not rule:
         parts.append(_comparison(best, slowest, ""))
     return " ".join(parts)
+
+
+def _unit(result: Result) -> str:
+    if result.workload.get("epoch_batches"):
+        return "per epoch"
+    return f"per {result.workload.get('batch_budget')} batches"
+
+
+def _runner_up(result: Result, best: Summary) -> Summary | None:
+    others = [s for s in result.summaries() if s.planned_s is not None and s.config != best.config]
+    return min(others, key=lambda s: s.planned_s.median if s.planned_s else 0.0, default=None)
+
+
+def _overlap(a: Summary, b: Summary) -> bool:
+    sa, sb = a.planned_s, b.planned_s
+    if sa is None or sb is None or sa.n < 2 or sb.n < 2:
+        return False
+    return sa.low <= sb.high and sb.low <= sa.high
 
 
 def _median_epoch(summary: Summary) -> float:

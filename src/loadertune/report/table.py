@@ -20,14 +20,12 @@ def results_table(result: Result) -> Table:
     best = result.best
     epochs = result.epochs
     table = Table(
-        caption=_caption(result),
-        caption_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         collapse_padding=True,
         pad_edge=False,
     )
-    for name, justify in _columns(epochs):
+    for name, justify in _columns(epochs, epoch_word(result)):
         table.add_column(name, justify=justify, no_wrap=True)
     for summary in result.summaries():
         marked = best is not None and summary.config == best.config
@@ -35,11 +33,26 @@ def results_table(result: Result) -> Table:
     return table
 
 
-def _caption(result: Result) -> str:
-    runs = max((len(s.trials) for s in result.summaries()), default=0)
-    many = f"median of up to {runs} interleaved runs ± half their range; " if runs > 1 else ""
-    mark = "* pick" if result.pick is not None else "* fastest"
-    return f"{many}{mark}; ~ epoch estimated"
+def caption(result: Result) -> str:
+    """The legend under the table; empty when nothing ran."""
+    summaries = [s for s in result.summaries() if not s.failed]
+    if not summaries:
+        return ""
+    runs = max(len(s.trials) for s in summaries)
+    parts = [f"median of up to {runs} interleaved runs ± half their range"] if runs > 1 else []
+    parts.append("* pick" if result.pick is not None else "* fastest")
+    if any(not t.epoch_measured for s in summaries for t in s.ok_trials):
+        parts.append("~ measured until the trial budget, the rest of the epoch at the steady rate")
+    parts.append("steady/s: samples per second once started")
+    return "; ".join(parts)
+
+
+def epoch_word(result: Result) -> str:
+    """``epoch``, or ``N batches`` for a dataset without length (measured over a budget)."""
+    workload = result.workload
+    if workload.get("epoch_batches"):
+        return "epoch"
+    return f"{workload.get('batch_budget')} batches"
 
 
 def title(result: Result) -> str:
@@ -52,12 +65,12 @@ def title(result: Result) -> str:
     )
 
 
-def _columns(epochs: int) -> list[tuple[str, Justify]]:
-    columns: list[tuple[str, Justify]] = [("config", "left"), ("epoch", "right")]
+def _columns(epochs: int, epoch_name: str = "epoch") -> list[tuple[str, Justify]]:
+    columns: list[tuple[str, Justify]] = [("config", "left"), (epoch_name, "right")]
     if epochs > 1:
         columns.append((f"{epochs} epochs", "right"))
     columns += [
-        ("samples/s", "right"),
+        ("steady/s", "right"),
         ("startup", "right"),
         ("wait", "right"),
         ("peak mem", "right"),

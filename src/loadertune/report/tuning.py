@@ -23,7 +23,7 @@ def tuning_lines(result: Result) -> list[str]:
         return [f"No pick: {tuning.get('reason')}."]
     lines = [
         f"Pick: {best.config.label()}: {tuning.get('reason')}.",
-        f"  DataLoader(dataset, **{best.loader_kwargs})",
+        f"  {best.usage}",
     ]
     gains = _gains(tuning.get("speedups") or {})
     if gains:
