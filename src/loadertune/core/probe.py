@@ -30,12 +30,16 @@ class ProbedCollate:
         self.inner = inner
 
     def __call__(self, samples: Any) -> ProbedBatch:
-        from torch.utils.data import get_worker_info
-
         batch = self.inner(samples)
-        info = get_worker_info()
+        info = _worker_info()
         worker_id = MAIN_PROCESS if info is None else info.id
         return ProbedBatch(batch, time.perf_counter(), worker_id)
+
+
+def _worker_info() -> Any:
+    from torch.utils.data import get_worker_info  # a cached module lookup after the first call
+
+    return get_worker_info()
 
 
 class IndexRecorder:

@@ -21,6 +21,8 @@ from loadertune.core.workload import Workload
 
 MIN_WINDOW_ROUNDS = 6  # a cut-short trial measures at least this many prefetch stocks' worth
 HARD_CAP_FACTOR = 3.0  # ...but never runs past this many times its budget to get them
+WATCHDOG_RESET_SHARE = 0.1  # re-arm the no-batch timer once a tenth of it has passed, not per
+# batch: a setitimer call per batch was a measurable share of a cheap in-memory epoch
 MIN_STEADY_BATCHES = 4  # plus these, so a loader without workers still has a window
 
 Clock = Callable[[], float]
@@ -101,6 +103,7 @@ def run_trial(
         guard.reap_children(before)
         saved.restore()
         trial.trim()
+        trial.round_raw()
         trial.handed_s = [_us(t - start) for t in recorder.handed_s]
         trial.memory = [(_us(t - start), b) for t, b in sampler.samples]
         trial.memory_metric = sampler.metric
@@ -164,9 +167,15 @@ class _Loop:
     by_budget: bool  # no __len__: the batch budget stands for the epoch
     sampler: MemorySampler
 
+    @property
+    def count_samples(self) -> bool:
+        """Whether batch sizes must be read off the batches (else the sampler records them)."""
+        return self.by_budget or not self.trial.config.in_order
+
     def run(self, iterator: Any, watchdog: guard.Watchdog) -> None:
         """Consume batches until the epoch ends or the trial has seen enough."""
         step, clock = self.workload.step, self.clock
+        last_reset = clock()
         while True:
             if self.trial.batches == self.trial.epoch_batches and not self.by_budget:
                 self._sample_memory_untimed()
@@ -183,7 +192,9 @@ class _Loop:
                 _run_step(step, item.batch, self.trial.batches)
             ended = clock()
             self._record(item, requested, ready, ended)
-            watchdog.reset()
+            if ended - last_reset > self.limits.timeout_s * WATCHDOG_RESET_SHARE:
+                watchdog.reset()
+                last_reset = ended
             if self._should_stop(ended - self.start):
                 return
 
@@ -197,13 +208,14 @@ class _Loop:
         self.start += self.clock() - paused
 
     def _record(self, item: ProbedBatch, requested: float, ready: float, ended: float) -> None:
+        """Four times and the producer, per batch; rounding waits for the end (hot path)."""
         trial, start = self.trial, self.start
-        trial.request_s.append(_us(requested - start))
-        trial.ready_s.append(_us(ready - start))
-        trial.step_end_s.append(_us(ended - start))
-        trial.done_s.append(_us(item.done_s - start))
+        trial.request_s.append(requested - start)
+        trial.ready_s.append(ready - start)
+        trial.step_end_s.append(ended - start)
+        trial.done_s.append(item.done_s - start)
         trial.worker_id.append(item.worker_id)
-        trial.n_samples.append(_batch_len(item.batch))
+        trial.n_samples.append(_batch_len(item.batch) if self.count_samples else 0)
 
     def _should_stop(self, elapsed_s: float) -> bool:
         trial = self.trial

@@ -1,0 +1,268 @@
+"""Does `tune` reach the exhaustive grid's best, in a fraction of the grid's time?
+
+For five workload kinds (in-memory tiny rows with the classic step; pure-Python CPU work;
+Pillow JPEG decode and crop; storage latency; a training step heavier than loading) this
+script times whole epochs by hand (the classic recipe: a fresh DataLoader, ``for batch in
+loader: step(batch)``) at every worker count of the grid, in interleaved rounds, and runs
+``loadertune.tune`` between the rounds, so drift hits both alike. It reports, per workload:
+
+- the pick's hand-timed epoch over the grid's best (target <= 1.05);
+- tune's wall time over the grid's (one round of whole epochs; target <= 0.25);
+- the pick against the two common rules (one worker per usable CPU; Lightning's CPUs - 1).
+
+    python benchmarks/tune_vs_grid.py            # full run, rewrites its RESULTS.md section
+    python benchmarks/tune_vs_grid.py --quick    # small smoke run, prints only
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import workloads
+from loadertune import LoaderConfig, Workload, tune
+from loadertune.core.machine import machine_facts
+from loadertune.tuning.strategy import worker_grid
+
+SECTION = "## Tune vs exhaustive grid"
+RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
+GRID_MAX_WORKERS = 32
+TARGET_EPOCH_RATIO = 1.05
+TARGET_TIME_RATIO = 0.25
+
+
+class HeavyStep:
+    """A training step heavier than loading: a few matrix products per batch."""
+
+    def __init__(self, size: int = 384, repeats: int = 6) -> None:
+        torch.manual_seed(0)
+        self.weight = torch.randn(size, size)
+        self.repeats = repeats
+
+    def __call__(self, batch: Any) -> float:
+        x = self.weight
+        for _ in range(self.repeats):
+            x = torch.tanh(x @ self.weight)
+        return float(x[0, 0])
+
+
+class ClassicStep:
+    """``nn.Linear(100, 2)``, cross-entropy, SGD: the classic example's step."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.model = torch.nn.Linear(workloads.TINY_FEATURES, 2)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
+
+    def __call__(self, batch: Any) -> float:
+        features, labels = batch
+        self.optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(self.model(features), labels)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    dataset: Callable[[int], Dataset[Any]]
+    step: Callable[[], Callable[[Any], Any] | None]
+    samples: int
+    batch_size: int
+    budget_s: float
+
+
+def cases(quick: bool) -> list[Case]:
+    scale = 4 if quick else 1
+    return [
+        Case("tiny rows", lambda n: workloads.make("tiny", n), ClassicStep, 12800 // scale, 64, 4),
+        Case(
+            "pure-Python CPU",
+            lambda n: workloads.make("pycpu", n),
+            lambda: None,
+            3200 // scale,
+            32,
+            10,
+        ),
+        Case(
+            "JPEG decode", lambda n: workloads.make("jpeg", n), lambda: None, 3200 // scale, 32, 12
+        ),
+        Case(
+            "storage latency",
+            lambda n: workloads.make("storage", n),
+            lambda: None,
+            3200 // scale,
+            32,
+            10,
+        ),
+        Case("heavy step", lambda n: workloads.make("tiny", n), HeavyStep, 3200 // scale, 32, 8),
+    ]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def hand_epoch_s(
+    dataset: Dataset[Any], step: Callable[[Any], Any] | None, config: LoaderConfig, batch_size: int
+) -> float:
+    """One whole epoch, the classic recipe: fresh loader, every batch through the step."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, **config.to_kwargs())
+    start = time.perf_counter()
+    for batch in loader:
+        if step is not None:
+            step(batch)
+    return time.perf_counter() - start
+
+
+@dataclass
+class Outcome:
+    case: Case
+    epochs: dict[LoaderConfig, list[float]] = field(default_factory=dict)
+    round_s: list[float] = field(default_factory=list)
+    tune_s: float = 0.0
+    pick: LoaderConfig | None = None
+    tune_trials: int = 0
+    stopped_by_budget: bool = False
+
+    def median(self, config: LoaderConfig) -> float:
+        return statistics.median(self.epochs[config])
+
+    def grid_best(self) -> LoaderConfig:
+        grid = [c for c in self.epochs if c == LoaderConfig(c.num_workers)]
+        return min(grid, key=self.median)
+
+
+def run_case(case: Case, rounds: int) -> Outcome:
+    dataset, step = case.dataset(case.samples), case.step()
+    grid = [LoaderConfig(n) for n in worker_grid(GRID_MAX_WORKERS)]
+    outcome = Outcome(case)
+    hand_epoch_s(dataset, step, LoaderConfig(), case.batch_size)  # warm caches and imports
+    for r in range(rounds):
+        order = grid[r % len(grid) :] + grid[: r % len(grid)]
+        outcome.round_s.append(sum(_timed(outcome, dataset, step, c, case) for c in order))
+        if r == 0:
+            _tune(outcome, dataset, step)
+    if outcome.pick is not None and outcome.pick not in outcome.epochs:
+        for _ in range(rounds):  # a pick with other knobs: time it the same way
+            _timed(outcome, dataset, step, outcome.pick, case)
+            _timed(outcome, dataset, step, outcome.grid_best(), case)
+    return outcome
+
+
+def _timed(
+    outcome: Outcome, dataset: Dataset[Any], step: Any, config: LoaderConfig, case: Case
+) -> float:
+    seconds = hand_epoch_s(dataset, step, config, case.batch_size)
+    outcome.epochs.setdefault(config, []).append(seconds)
+    log(f"  {case.name}: {config.label():>14} {seconds:7.3f} s")
+    return seconds
+
+
+def _tune(outcome: Outcome, dataset: Dataset[Any], step: Any) -> None:
+    case = outcome.case
+    workload = Workload(dataset, step=step, batch_size=case.batch_size, name=case.name)
+    start = time.perf_counter()
+    result = tune(workload, budget_s=case.budget_s)
+    outcome.tune_s = time.perf_counter() - start
+    outcome.pick = result.best.config if result.best else None
+    outcome.tune_trials = len(result.trials)
+    outcome.stopped_by_budget = bool((result.tuning or {}).get("stopped_by_budget"))
+    picked = outcome.pick.label() if outcome.pick else None
+    log(f"  {case.name}: tune picked {picked} in {outcome.tune_s:.1f} s")
+
+
+def row(outcome: Outcome, usable_cpus: int) -> str:
+    best, pick = outcome.grid_best(), outcome.pick
+    if pick is None:
+        return f"| {outcome.case.name} | - | - | no pick | | | | |"
+    epoch_ratio = outcome.median(pick) / outcome.median(best)
+    grid_s = statistics.median(outcome.round_s)
+    time_ratio = outcome.tune_s / grid_s
+    rules = [LoaderConfig(usable_cpus), LoaderConfig(max(usable_cpus - 1, 0))]
+    gains = [outcome.median(r) / outcome.median(pick) for r in rules]
+    spread = _spread(outcome.epochs[pick])
+    cut = ", budget-cut" if outcome.stopped_by_budget else ""
+    return (
+        f"| {outcome.case.name} | {best.label()} {outcome.median(best):.3f} s | "
+        f"{pick.label()} {outcome.median(pick):.3f} s {spread} | **{epoch_ratio:.3f}** | "
+        f"{outcome.tune_s:.1f} s ({outcome.tune_trials} trials{cut}) | "
+        f"{grid_s:.1f} s | **{time_ratio:.2f}** | {gains[0]:.2f}x | {gains[1]:.2f}x |"
+    )
+
+
+def _spread(values: list[float]) -> str:
+    if len(values) < 2:
+        return ""
+    mid = statistics.median(values)
+    return f"±{(max(values) - min(values)) / mid * 50:.0f}%"
+
+
+def section(outcomes: list[Outcome], argv: list[str], rounds: int) -> str:
+    facts = machine_facts()
+    cpus = facts.cpus.usable
+    head = (
+        "| workload | grid best (median epoch) | tune's pick (median epoch, ±half range) | "
+        "pick / grid best | tune wall | grid wall (1 round) | tune / grid | "
+        f"pick vs w={cpus} (one per CPU) | pick vs w={max(cpus - 1, 0)} (Lightning) |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )
+    rows = "\n".join(row(o, cpus) for o in outcomes)
+    return (
+        f"{SECTION}\n\n"
+        f"Command: `python {' '.join(['benchmarks/tune_vs_grid.py', *argv])}`, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.\n"
+        f"Machine: {facts.cpus.usable} usable CPUs ({facts.cpus.how}), "
+        f"{facts.total_memory_bytes / 2**30:.1f} GiB, Python {facts.python_version}, "
+        f"torch {facts.torch_version}.\n\n"
+        f"Grid: whole epochs timed by hand at num_workers {worker_grid(GRID_MAX_WORKERS)}, "
+        f"{rounds} interleaved rounds (medians); `tune` (adaptive, default settings, the budget "
+        "shown) ran between the first and second rounds. Epoch ratios are medians of "
+        "hand-timed whole epochs, never tune's own figures. Targets: pick / grid best <= "
+        f"{TARGET_EPOCH_RATIO}, tune / grid <= {TARGET_TIME_RATIO}.\n\n"
+        f"{head}\n{rows}\n"
+    )
+
+
+def write_section(path: Path, text: str) -> None:
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    start = old.find(SECTION)
+    if start < 0:
+        path.write_text(old.rstrip() + "\n\n" + text)
+        return
+    end = old.find("\n## ", start + len(SECTION))
+    path.write_text(old[:start] + text + (old[end:] if end >= 0 else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small datasets, 1 round, print only")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved grid rounds (default 2)")
+    parser.add_argument("--only", help="run only the workload whose name contains this")
+    args = parser.parse_args(argv)
+    rounds = 1 if args.quick else args.rounds
+    chosen = [c for c in cases(args.quick) if not args.only or args.only in c.name]
+    outcomes = []
+    for case in chosen:
+        log(f"{case.name}: {case.samples} samples, batch {case.batch_size}, {case.budget_s} s")
+        outcomes.append(run_case(case, rounds))
+    text = section(outcomes, sys.argv[1:] if argv is None else argv, rounds)
+    print(text)
+    if not args.quick and not args.only:
+        write_section(RESULTS_PATH, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
