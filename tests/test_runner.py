@@ -22,7 +22,7 @@ from datasets import (
     sum_step,
 )
 from loadertune import LoaderConfig, Trial, TrialLimits, Workload
-from loadertune.core.runner import min_batches, run_trial
+from loadertune.core.runner import bare_min_batches, min_batches, run_trial
 
 LIMITS = TrialLimits(budget_s=30.0, timeout_s=20.0)
 
@@ -212,3 +212,15 @@ def test_cpu_use_counts_the_workers() -> None:
     assert trial.cpu_busy > 0.5  # two workers spinning: well over half a core on average
     idle = run_trial(Workload(Rows(64, cost_s=0.005), batch_size=8), LoaderConfig(2), LIMITS)
     assert idle.cpu_busy is not None and idle.cpu_busy < trial.cpu_busy
+
+
+@pytest.mark.workers
+def test_a_trial_is_never_cut_before_the_stock_corrected_rate_exists() -> None:
+    """Many workers, a short epoch, a tiny budget: rather than guess a rate from a handful of
+    batches, the trial runs its whole epoch."""
+    config = LoaderConfig(8)
+    workload = Workload(Rows(40, cost_s=0.004), batch_size=1, shuffle=False)
+    assert workload.epoch_batches() is not None
+    assert workload.epoch_batches() < bare_min_batches(config)  # type: ignore[operator]
+    trial = run_trial(workload, config, TrialLimits(budget_s=0.01, timeout_s=20))
+    assert trial.ok and trial.complete and trial.epoch_measured

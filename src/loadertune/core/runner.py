@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from loadertune.core import guard
+from loadertune.core import guard, stats
 from loadertune.core.config import LoaderConfig
 from loadertune.core.cpu import tree_cpu_seconds
 from loadertune.core.errors import TrialTimeout
@@ -58,8 +58,17 @@ class TrialInterrupted(KeyboardInterrupt):
 
 
 def min_batches(config: LoaderConfig) -> int:
-    """Batches a cut-short trial needs so the stock-corrected rate has a window to work on."""
+    """Batches a cut-short trial should see so the stock-corrected rate has a wide window."""
     return config.in_flight_batches * (MIN_WINDOW_ROUNDS + 1) + MIN_STEADY_BATCHES
+
+
+def bare_min_batches(config: LoaderConfig) -> int:
+    """The fewest batches with which the stock-corrected rate exists at all (see
+    :func:`stats.steady_rate`): one stock skipped, one stock beyond the horizon, a window.
+    A trial is never cut before this, however long it takes: a rate from fewer batches is a
+    guess (a 32-worker epoch cut at 6 batches once estimated 8x its real length)."""
+    stock = config.in_flight_batches
+    return 2 * stock + stats.SAFETY_BATCHES + stats.MIN_WINDOW_BATCHES + 1
 
 
 def run_trial(
@@ -225,8 +234,10 @@ class _Loop:
         steady_s = elapsed_s - trial.ready_s[0]  # startup is paid whatever the budget
         if steady_s < self.limits.budget_s:
             return False
-        enough = trial.batches >= min_batches(trial.config)
-        return enough or steady_s >= HARD_CAP_FACTOR * self.limits.budget_s
+        if trial.batches >= min_batches(trial.config):
+            return True
+        capped = steady_s >= HARD_CAP_FACTOR * self.limits.budget_s
+        return capped and trial.batches >= bare_min_batches(trial.config)
 
 
 class StepError(Exception):

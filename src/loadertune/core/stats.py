@@ -65,7 +65,12 @@ def safe_horizon(n_received: int, in_flight: int) -> int:
 
 
 def steady_rate(times: BatchTimes, in_flight: int) -> SteadyRate | None:
-    """The long-run batches/s of a trial, corrected for the prefetch stock; None if unknowable."""
+    """The long-run batches/s of a trial, corrected for the prefetch stock.
+
+    Falls back to the consumption rate when too few batches arrived for the correction: a
+    trial that ran its whole epoch (its epoch time is measured, the rate is only a figure),
+    or a loader without workers (whose stock is one batch).
+    """
     horizon = safe_horizon(len(times), in_flight)
     first = min(in_flight, max(horizon // 4, 0))
     if horizon - first >= MIN_WINDOW_BATCHES:
