@@ -22,6 +22,7 @@ The full run rewrites the "## Epoch estimate vs hand-timed epoch" section of
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -38,12 +39,12 @@ from torch.utils.data import DataLoader
 
 import workloads
 from loadertune import LoaderConfig, Result, Trial, TrialLimits, Workload, bench
+from results_file import RESULTS_PATH, write_section
 
 WORKERS = (0, 2, 8, 32)
 BATCH_SIZE = 64
 TOLERANCE = 0.10  # a row "agrees" when bench's median is within 10% of the hand median
 SECTION = "## Epoch estimate vs hand-timed epoch"
-RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,17 @@ class Row:
     samples: int
     hand_s: list[float] = field(default_factory=list)
     trials: list[Trial] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)  # 1-min load average after each pair
+
+
+def engine_fingerprint() -> str:
+    """sha256 (12 hex digits) of the loadertune sources: which engine a run measured."""
+    src = Path(__file__).resolve().parent.parent / "src" / "loadertune"
+    digest = hashlib.sha256()
+    for path in sorted(src.rglob("*.py")):
+        digest.update(path.relative_to(src).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def log(message: str) -> None:
@@ -114,6 +126,7 @@ def measure_kind(kind: str, plan: Plan, limits: TrialLimits) -> tuple[list[Row],
             row.trials.extend(result.trials)
             if not hand_first:
                 row.hand_s.append(hand_epoch_s(dataset, row.config.num_workers))
+            row.loads.append(os.getloadavg()[0])
             log_pair(kind, r, row)
     if first is None:
         raise ValueError("no rounds to run")
@@ -128,7 +141,7 @@ def log_pair(kind: str, round_: int, row: Row) -> None:
     bench_s = f"{trial.epoch_s:.3f} s" if trial.epoch_s is not None else "no figure"
     log(
         f"  {kind:8s} w={row.config.num_workers:<2d} round {round_}: hand {row.hand_s[-1]:.3f} s, "
-        f"bench {bench_s} ({how})"
+        f"bench {bench_s} ({how}); load {row.loads[-1]:.2f}"
     )
     if not trial.epoch_measured:
         log("    " + trial_details(trial))
@@ -168,6 +181,15 @@ class Line:
         return self.ratio is not None and abs(self.ratio - 1) <= TOLERANCE
 
     @property
+    def paired_estimate_ratios(self) -> list[float]:
+        """Each estimated trial over the hand epoch of its own round (drift mostly cancels)."""
+        return [
+            t.epoch_s / h
+            for t, h in zip(self.row.trials, self.row.hand_s, strict=True)
+            if t.ok and not t.epoch_measured and t.epoch_s is not None
+        ]
+
+    @property
     def trial_kinds(self) -> str:
         ok = [t for t in self.row.trials if t.ok]
         est = [t for t in ok if not t.epoch_measured]
@@ -200,9 +222,10 @@ def fmt_spread(value: Any) -> tuple[str, str]:
 def table(lines: list[Line]) -> str:
     head = (
         "| kind | workers | samples (batches) | hand epoch s, median | hand range (spread) "
-        "| bench epoch_s, median | bench range (spread) | bench/hand | bench trials |"
+        "| bench epoch_s, median | bench range (spread) | bench/hand | bench trials "
+        "| est/hand, paired by round |"
     )
-    out = [head, "|" + " --- |" * 9]
+    out = [head, "|" + " --- |" * 10]
     for line in lines:
         row = line.row
         batches = -(-row.samples // BATCH_SIZE)
@@ -212,9 +235,14 @@ def table(lines: list[Line]) -> str:
         flag = "" if line.agrees else " **off**"
         out.append(
             f"| {row.kind} | {row.config.num_workers} | {row.samples} ({batches}) | {hand_m} "
-            f"| {hand_r} | {bench_m} | {bench_r} | {ratio}{flag} | {line.trial_kinds} |"
+            f"| {hand_r} | {bench_m} | {bench_r} | {ratio}{flag} | {line.trial_kinds} "
+            f"| {_ratios(line.paired_estimate_ratios)} |"
         )
     return "\n".join(out)
+
+
+def _ratios(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values) or "-"
 
 
 def summary_text(lines: list[Line]) -> str:
@@ -225,11 +253,16 @@ def summary_text(lines: list[Line]) -> str:
     med = statistics.median(ratios) if ratios else float("nan")
     low, high = (min(ratios), max(ratios)) if ratios else (float("nan"),) * 2
     hand_rel = statistics.median(line.hand.rel for line in lines)
+    paired = [r for line in lines for r in line.paired_estimate_ratios]
+    paired_ok = sum(abs(r - 1) <= TOLERANCE for r in paired)
+    paired_med = statistics.median(paired) if paired else float("nan")
     return (
         f"Median bench/hand ratio {med:.3f} (range {low:.3f}-{high:.3f}) over {len(ratios)} rows; "
         f"median spread of the hand epochs {hand_rel:.0%} (range / median).\n\n"
         f"**{agree} of {len(lines)} rows within {TOLERANCE:.0%}** "
-        f"({est_agree} of {len(est)} rows with estimated trials)."
+        f"({est_agree} of {len(est)} rows with estimated trials). Estimated trials one by one, "
+        f"over the hand epoch of the same round: median {paired_med:.3f}, "
+        f"{paired_ok} of {len(paired)} within {TOLERANCE:.0%}."
     )
 
 
@@ -276,7 +309,9 @@ def evidence_text(lines: list[Line]) -> str:
     return "\n".join(out) + "\n"
 
 
-def machine_text(machine: dict[str, Any], load: tuple[list[float], list[float]]) -> str:
+def machine_text(
+    machine: dict[str, Any], load: tuple[list[float], list[float], list[float]]
+) -> str:
     cpus = machine["cpus"]
     gib = machine["total_memory_bytes"] / 2**30
     return (
@@ -285,8 +320,16 @@ def machine_text(machine: dict[str, Any], load: tuple[list[float], list[float]])
         f"- memory: {gib:.1f} GiB total; /dev/shm {_gib(machine.get('shm_bytes'))}\n"
         f"- Python {machine['python_version']}, torch {machine['torch_version']}, "
         f"{machine['platform']}\n"
-        f"- load average (1/5/15 min) at start {_load(load[0])}, at end {_load(load[1])}"
+        f"- load average (1/5/15 min) at start {_load(load[0])}, at end {_load(load[1])}; "
+        f"1-min load after each pair (includes our own workers) median "
+        f"{statistics.median(load[2]):.2f}, range {min(load[2]):.2f}-{max(load[2]):.2f}"
     )
+
+
+def _engine_text(before: str, after: str) -> str:
+    if before == after:
+        return before
+    return f"{before} at start, {after} at end (the sources changed during the run)"
 
 
 def _gib(value: int | None) -> str:
@@ -305,6 +348,7 @@ def section_text(
 
 Command: `{meta["command"]}`
 Date: {meta["date"]}; total runtime {meta["runtime_s"]:.0f} s.
+Engine: sha256 of `src/loadertune/**/*.py` {meta["engine"]}.
 
 {machine_text(machine, meta["load"])}
 
@@ -322,19 +366,6 @@ Ranges are min-max over the repeats; spread is (max - min) / median.
 {summary_text(lines)}
 
 {evidence_text(lines)}"""
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) the section in ``path``, keeping every other section."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        after = old.find("\n## ", start + len(SECTION))
-        rest = old[after + 1 :] if after >= 0 else ""
-        new = old[:start] + text + ("\n" + rest if rest else "")
-    path.write_text(new)
 
 
 def raw_dump(rows: list[Row]) -> list[dict[str, Any]]:
@@ -374,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*worker processes in total", category=UserWarning)
     limits = TrialLimits(budget_s=plan.budget_s, timeout_s=120)
     load_start, began = list(os.getloadavg()), time.perf_counter()
+    engine = engine_fingerprint()
     log(f"plan: {plan}; load average {_load(load_start)}")
     rows: list[Row] = []
     lines: list[Line] = []
@@ -388,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "PYTHONPATH=src python " + shlex.join(sys.argv),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "runtime_s": time.perf_counter() - began,
-        "load": (load_start, list(os.getloadavg())),
+        "engine": _engine_text(engine, engine_fingerprint()),
+        "load": (load_start, list(os.getloadavg()), [x for row in rows for x in row.loads]),
     }
     text = section_text(lines, results[0].machine, plan, meta)
     print(text)
@@ -396,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(raw_dump(rows), indent=1))
     results_path = args.results or (None if args.quick else RESULTS_PATH)
     if results_path is not None:
-        write_section(results_path, text)
+        write_section(results_path, SECTION, text)
         log(f"wrote {results_path}")
     return 0
 

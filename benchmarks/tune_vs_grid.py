@@ -20,10 +20,10 @@ import argparse
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,9 +33,9 @@ import workloads
 from loadertune import LoaderConfig, Workload, tune
 from loadertune.core.machine import machine_facts
 from loadertune.tuning.strategy import worker_grid
+from results_file import RESULTS_PATH, write_section
 
 SECTION = "## Tune vs exhaustive grid"
-RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 GRID_MAX_WORKERS = 32
 TARGET_EPOCH_RATIO = 1.05
 TARGET_TIME_RATIO = 0.25
@@ -70,7 +70,7 @@ class ClassicStep:
         loss = torch.nn.functional.cross_entropy(self.model(features), labels)
         loss.backward()
         self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
 
 @dataclass(frozen=True)
@@ -235,17 +235,8 @@ def section(outcomes: list[Outcome], argv: list[str], rounds: int) -> str:
     )
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start < 0:
-        path.write_text(old.rstrip() + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(SECTION))
-    path.write_text(old[:start] + text + (old[end:] if end >= 0 else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message="This DataLoader will create")  # on purpose
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small datasets, 1 round, print only")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved grid rounds (default 2)")
@@ -260,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(outcomes, sys.argv[1:] if argv is None else argv, rounds)
     print(text)
     if not args.quick and not args.only:
-        write_section(RESULTS_PATH, text)
+        write_section(RESULTS_PATH, SECTION, text)
     return 0
 
 

@@ -120,13 +120,15 @@ def test_pick_breaks_ties_on_memory() -> None:
     assert chosen is not None and chosen.chosen.config == C(4, prefetch_factor=4)
 
 
-def test_budget_admits_a_trial_only_if_the_longest_so_far_still_fits() -> None:
+def test_budget_predicts_a_trial_from_the_nearest_worker_count() -> None:
     now = [0.0]
     budget = Budget(25.0, clock=lambda: now[0])
-    assert budget.fits(1.0)
+    assert budget.predict_s(C(4), 1.0) == 2.0  # nothing measured yet: twice the trial budget
+    assert budget.fits(C(4), 1.0)
+    budget.spent(C(0), 6.0)
+    budget.spent(C(8), 2.0)
     now[0] = 20.0
-    budget.spent(4.0)
-    assert budget.fits(1.0)
-    budget.spent(6.0)
-    assert not budget.fits(1.0)
-    assert not budget.fits(1.0, share=0.75)
+    assert budget.predict_s(C(1), 1.0) == 6.0 and not budget.fits(C(1), 1.0)
+    assert budget.predict_s(C(16), 1.0) == 2.0 and budget.fits(C(16), 1.0)
+    assert not budget.fits(C(16), 1.0, share=0.75)
+    assert budget.predict_s(C(4), 1.0) == 2.0  # a tie goes to the larger count

@@ -27,17 +27,19 @@ TRIAL_BUDGET_BOUNDS_S = (0.5, 5.0)  # ... within these bounds
 CONTENDER_BAND = 0.10  # configs within 10% of the fastest are measured again ...
 CONFIRM_REPEATS = 3  # ... up to this many runs each, interleaved, as the budget allows
 EXPLORE_SHARE = 0.75  # exploring stops here; the rest of the budget confirms the contenders
-FIRST_TRIAL_GUESS_S = 3.0  # until a trial has run, assume this on top of the trial budget
+FIRST_TRIAL_FACTOR = 2.0  # until a trial has run, assume one takes twice the trial budget
 
 
 @dataclass
 class Budget:
-    """Wall-clock bookkeeping: a trial starts only if the longest one so far still fits."""
+    """Wall-clock bookkeeping. A trial starts only if it is predicted to end in time: its
+    predicted wall time is that of the measured config with the nearest worker count (trial
+    times grow with workers: startup, and the batches a cut needs)."""
 
     total_s: float
     clock: Callable[[], float] = time.perf_counter
     started: float = field(default=0.0)
-    longest_trial_s: float = 0.0
+    walls: dict[int, float] = field(default_factory=dict)  # num_workers -> longest trial wall
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -46,13 +48,20 @@ class Budget:
     def elapsed_s(self) -> float:
         return self.clock() - self.started
 
-    def fits(self, trial_budget_s: float, share: float = 1.0) -> bool:
-        """Whether one more trial ends within ``share`` of the total budget."""
-        guess = self.longest_trial_s or trial_budget_s + FIRST_TRIAL_GUESS_S
-        return self.elapsed_s + guess <= self.total_s * share
+    def predict_s(self, config: LoaderConfig, trial_budget_s: float) -> float:
+        if not self.walls:
+            return FIRST_TRIAL_FACTOR * trial_budget_s
+        nearest = min(self.walls, key=lambda n: (abs(n - config.num_workers), -n))
+        return self.walls[nearest]
 
-    def spent(self, trial_s: float) -> None:
-        self.longest_trial_s = max(self.longest_trial_s, trial_s)
+    def fits(self, config: LoaderConfig, trial_budget_s: float, share: float = 1.0) -> bool:
+        """Whether ``config``'s trial should end within ``share`` of the total budget."""
+        predicted = self.predict_s(config, trial_budget_s)
+        return self.elapsed_s + predicted <= self.total_s * share
+
+    def spent(self, config: LoaderConfig, trial_s: float) -> None:
+        n = config.num_workers
+        self.walls[n] = max(self.walls.get(n, 0.0), trial_s)
 
 
 def trial_budget_s(budget_s: float) -> float:
@@ -161,7 +170,7 @@ class _Search:
     def explore(self, strategy: Strategy) -> None:
         """Measure what the strategy proposes, once each, while the budget allows."""
         while (config := strategy.propose(self.history())) is not None:
-            if not self.budget.fits(self.runner.limits.budget_s, EXPLORE_SHARE):
+            if not self.budget.fits(config, self.runner.limits.budget_s, EXPLORE_SHARE):
                 self.next_config = config
                 return
             self._measure(config, repeat=0)
@@ -170,7 +179,7 @@ class _Search:
         """Measure the contenders again, interleaved, so noise cannot decide the pick."""
         for repeat in range(1, CONFIRM_REPEATS):
             for summary in self._contenders():
-                if not self.budget.fits(self.runner.limits.budget_s):
+                if not self.budget.fits(summary.config, self.runner.limits.budget_s):
                     return
                 self._measure(summary.config, repeat)
 
@@ -185,7 +194,7 @@ class _Search:
     def _measure(self, config: LoaderConfig, repeat: int) -> None:
         began = self.budget.clock()
         trial = self.runner.one(config, repeat, len(self.result.trials), None)
-        self.budget.spent(self.budget.clock() - began)
+        self.budget.spent(config, self.budget.clock() - began)
         reason = self._rejection(trial)
         if reason:
             self.rejected[config] = reason
