@@ -130,3 +130,14 @@ not_data = 42
 
 def make_rows() -> Rows:
     return Rows(128)
+
+
+def bad_collate(samples: list[torch.Tensor]) -> torch.Tensor:
+    raise TypeError("cannot collate these")
+
+
+def bad_init(worker_id: int) -> None:
+    raise OSError(f"worker {worker_id} cannot open the shard")
+
+
+empty = Rows(0)

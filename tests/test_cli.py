@@ -157,3 +157,8 @@ def test_a_stream_is_measured_over_its_batch_budget(
     out = capsys.readouterr().out
     assert "20 batches per run" in out and "per 20 batches" in out
     assert "~" not in out.split("config")[1].splitlines()[2]  # measured whole, not estimated
+
+
+def test_an_empty_dataset_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code(["bench", f"{DATASETS}:empty"]) == 2
+    assert "the dataset is empty" in capsys.readouterr().err

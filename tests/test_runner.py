@@ -224,3 +224,30 @@ def test_a_trial_is_never_cut_before_the_stock_corrected_rate_exists() -> None:
     assert workload.epoch_batches() < bare_min_batches(config)  # type: ignore[operator]
     trial = run_trial(workload, config, TrialLimits(budget_s=0.01, timeout_s=20))
     assert trial.ok and trial.complete and trial.epoch_measured
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_collate_fn_that_raises_is_named(workers: int) -> None:
+    from datasets import bad_collate
+
+    given = DataLoader(Rows(16), batch_size=4, collate_fn=bad_collate)
+    trial = run_trial(Workload(given), LoaderConfig(workers), LIMITS)
+    assert trial.error is not None and trial.error.kind == "exception"
+    assert "TypeError: cannot collate these (in bad_collate, datasets.py:" in str(trial.error)
+    assert trial.error.index is None  # every sample loads: no index to blame
+
+
+@pytest.mark.workers
+def test_a_worker_init_fn_that_raises_is_named() -> None:
+    from datasets import bad_init
+
+    given = DataLoader(Rows(16), batch_size=4, worker_init_fn=bad_init)
+    trial = run_trial(Workload(given), LoaderConfig(2), LIMITS)
+    assert trial.error is not None
+    assert "OSError: worker" in str(trial.error) and "in bad_init" in str(trial.error)
+
+
+def test_a_batch_larger_than_the_dataset_is_one_short_batch() -> None:
+    trial = run_trial(Workload(Rows(10), batch_size=64), LoaderConfig(0), LIMITS)
+    assert trial.ok and trial.batches == 1 and trial.n_samples == [10]

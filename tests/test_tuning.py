@@ -31,7 +31,8 @@ def _search(strategy: Adaptive, measure: dict[int, tuple[float, float, float]]) 
 
 def test_anchors_are_the_baseline_and_the_two_rules() -> None:
     strategy = Adaptive(usable_cpus=4, max_workers=32, baseline=C(6))
-    assert strategy.anchors() == [C(6), C(0), C(4), C(3)]
+    assert strategy.anchors() == [C(6), C(0), C(4)]
+    assert strategy.lightning() == C(3)
 
 
 def test_io_bound_data_goes_far_above_the_core_count() -> None:
@@ -43,11 +44,19 @@ def test_io_bound_data_goes_far_above_the_core_count() -> None:
     assert 32 in counts  # and one step past the best, to see it stop helping
 
 
-def test_cpu_bound_data_stops_at_the_core_count() -> None:
-    # pure-Python work: CPUs saturated from 2 workers on, more workers do not help
+def test_cpu_bound_data_steps_up_once_past_the_core_count_then_stops() -> None:
+    # pure-Python work: CPUs saturated from 2 workers on, 4 workers do not help
     table = {0: (4.0, 0.9, 1.0), 1: (4.1, 0.9, 1.0), 2: (2.2, 0.6, 1.95), 4: (2.3, 0.6, 2.0)}
     tried = _search(Adaptive(usable_cpus=2, max_workers=64), table)
-    assert all(c.num_workers <= 4 for c in tried)
+    assert C(4) in tried and all(c.num_workers <= 4 for c in tried)
+
+
+def test_cpu_bound_data_keeps_climbing_while_it_wins() -> None:
+    # a little more overlap with more processes than cores: 6 wins over 2 and 4
+    table = {0: (4.0, 0.9, 1.0), 1: (4.1, 0.9, 1.0), 2: (2.0, 0.6, 1.95), 4: (1.8, 0.4, 2.0)}
+    table |= {8: (1.9, 0.3, 2.0), 6: (1.7, 0.3, 2.0), 5: (1.75, 0.3, 2.0)}
+    tried = _search(Adaptive(usable_cpus=2, max_workers=64), table)
+    assert C(8) in tried and C(6) in tried and C(16) not in tried
 
 
 def test_a_compute_bound_step_looks_for_fewer_workers() -> None:
@@ -65,7 +74,7 @@ def test_a_compute_bound_step_looks_for_fewer_workers() -> None:
 def test_no_workers_best_tries_one_then_stops() -> None:
     table = {0: (0.01, 0.5, 1.0), 1: (0.1, 0.5, 1.0), 2: (0.13, 0.5, 1.0)}
     tried = _search(Adaptive(usable_cpus=2, max_workers=32), table)
-    assert tried == [C(0), C(2), C(1)]
+    assert tried == [C(0), C(2), C(1)]  # the Lightning rule is the last thing measured
 
 
 def test_knobs_are_tried_at_the_best_count_and_combined() -> None:
@@ -111,13 +120,16 @@ def test_a_challenger_must_beat_the_measured_noise() -> None:
     assert chosen is not None and chosen.chosen.config == C(4)
 
 
-def test_pick_breaks_ties_on_memory() -> None:
-    chosen = pick(
-        summaries(
-            Measured(C(4), 1.0, memory=2**30), Measured(C(4, prefetch_factor=4), 1.0, memory=2**29)
-        )
+def test_pick_prefers_defaults_then_less_memory_within_noise() -> None:
+    plain, deep, unordered = C(4), C(4, prefetch_factor=4), C(4, in_order=False)
+    chosen = pick(summaries(Measured(plain, 1.0, memory=2**30), Measured(deep, 0.99, memory=2**29)))
+    assert chosen is not None and chosen.chosen.config == plain  # a knob must win beyond noise
+    chosen = pick(summaries(Measured(plain, 1.0), Measured(deep, 0.9)))
+    assert chosen is not None and chosen.chosen.config == deep
+    lean = pick(
+        summaries(Measured(unordered, 1.0, memory=2**29), Measured(deep, 1.0, memory=2**30))
     )
-    assert chosen is not None and chosen.chosen.config == C(4, prefetch_factor=4)
+    assert lean is not None and lean.chosen.config == unordered
 
 
 def test_budget_predicts_a_trial_from_the_nearest_worker_count() -> None:

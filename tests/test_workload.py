@@ -91,3 +91,12 @@ def test_the_users_loader_is_rebuilt_with_a_config() -> None:
     loader = Workload(given).loader(LoaderConfig(0))
     assert loader.collate_fn is _pad and len(loader) == 5
     assert [b.shape for b in loader] == [b.shape for b in given]
+
+
+def test_nothing_to_measure_is_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"the dataset is empty \(len 0\)"):
+        Workload(Rows(0))
+    with pytest.raises(
+        ValueError, match="batch size 64 with drop_last=True leaves nothing from 10"
+    ):
+        Workload(DataLoader(Rows(10), batch_size=64, drop_last=True))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import re
+import traceback
+from pathlib import Path
 from typing import Any
 
 from loadertune.core.errors import TrialTimeout
@@ -47,7 +50,7 @@ def explain(
         pass
     if index is not None:
         return TrialError("exception", _own_message(index[1]), index=index[0], batch=batch)
-    return TrialError("exception", message, batch=batch)
+    return TrialError("exception", f"{message} {_where(exc)}".rstrip(), batch=batch)
 
 
 def _default_start_method() -> str:
@@ -73,6 +76,23 @@ def _own_message(exc: BaseException) -> str:
         return lines[-1].strip()
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
+
+
+_FRAME_LINE = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def _where(exc: BaseException) -> str:
+    """``(in my_collate, data.py:12)``: the innermost frame, for errors no sample explains
+    (a collate_fn or worker_init_fn that raises), from a worker's traceback text or our own."""
+    frames = _FRAME_LINE.findall(str(exc))
+    if frames:
+        path, line, func = frames[-1]
+    else:
+        extracted = traceback.extract_tb(exc.__traceback__)
+        if not extracted:
+            return ""
+        path, line, func = extracted[-1].filename, str(extracted[-1].lineno), extracted[-1].name
+    return f"(in {func}, {Path(path).name}:{line})"
 
 
 def _pinpoint(

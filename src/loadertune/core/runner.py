@@ -82,7 +82,8 @@ def run_trial(
     """Measure ``config`` on ``workload`` once. Failures are recorded in the trial, not raised;
     KeyboardInterrupt is recorded and re-raised. No worker outlives the call."""
     epoch_batches = workload.epoch_batches()
-    trial = Trial(config, repeat, epoch_batches or workload.batch_budget)
+    budget = workload.batch_budget if epoch_batches is None else epoch_batches
+    trial = Trial(config, repeat, budget)
     recorder = IndexRecorder([])
     before = guard.child_pids()
     sampler = MemorySampler(background=False)  # reads outside the clock only (see above)

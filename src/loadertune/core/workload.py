@@ -66,6 +66,23 @@ class Workload:
             self._base = self._base_from_dataset()
         if not self.name:
             self.name = type(self.dataset).__name__
+        self._check_not_empty()
+
+    def _check_not_empty(self) -> None:
+        """A dataset with no samples, or a batch size that leaves no batch, is bad input."""
+        if self.is_iterable:
+            return
+        try:
+            samples = len(self.dataset)
+        except TypeError:
+            return
+        if samples == 0:
+            raise ValueError("the dataset is empty (len 0): there is nothing to measure")
+        if self.epoch_batches() == 0:
+            raise ValueError(
+                f"no batch: batch size {self._batch_size_shown()} with drop_last=True "
+                f"leaves nothing from {samples} samples"
+            )
 
     @property
     def dataset(self) -> Any:

@@ -1,12 +1,14 @@
 """The default search: measures the anchors, then goes where each trial's figures point.
 
-Workers first. Past the best count measured so far it looks higher only while the step still
-waits for data *and* the workers leave CPUs idle (they are waiting on I/O, so more of them
-overlap more waiting: storage-bound data wants workers far above the core count). With CPUs
-saturated it stops: more processes only share the same cores. When the step no longer waits it
-looks lower, for a cheaper count within noise. Gaps around the best are then halved. Last, at
-the best count: persistent workers (when several epochs are planned), a deeper prefetch and
-unordered delivery (when the step still waits), another start method, pinned memory (CUDA).
+Workers first. While the best count measured so far is also the highest and the step still
+waits for data, it looks higher: four times higher when the workers leave CPUs idle (they wait
+on I/O, so more of them overlap more waiting: storage-bound data wants workers far above the
+core count), twice when CPUs are saturated (more processes than cores can still win a little by
+keeping the cores busy while the main process collates). It stops as soon as a step up does
+not win. When the step no longer waits it looks lower, for a cheaper count within noise. Gaps
+around the best are then halved. Last, at the best count: persistent workers (when several
+epochs are planned), a deeper prefetch and unordered delivery (when the step still waits),
+another start method, pinned memory (CUDA), and Lightning's rule (CPUs - 1) for the report.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from loadertune.core.config import LoaderConfig
 from loadertune.tuning.history import History, input_bound, workers_idle
 
 REFINE_GAP = 0.25  # stop halving once the gap to a neighbour is under 25% of the best count
+CLIMB_IDLE, CLIMB_BUSY = 4, 2  # step up by these factors with CPUs idle / saturated
 DEEP_PREFETCH = 4
 
 
@@ -40,11 +43,15 @@ class Adaptive:
         return next((c for c in self._wanted(history) if c not in tried), None)
 
     def anchors(self) -> list[LoaderConfig]:
-        """The baseline, no workers, and the two common rules: one worker per usable CPU and
-        Lightning's ``usable CPUs - 1``."""
-        counts = [0, self.usable_cpus, self.usable_cpus - 1]
+        """The baseline, no workers, and the common rule of one worker per usable CPU."""
+        counts = [0, self.usable_cpus]
         plain = [LoaderConfig(n) for n in counts if 0 <= n <= self.max_workers]
         return list(dict.fromkeys([self.baseline, *plain]))
+
+    def lightning(self) -> LoaderConfig | None:
+        """Lightning's suggestion, ``usable CPUs - 1``: measured last, for the comparison."""
+        n = self.usable_cpus - 1
+        return LoaderConfig(n) if 0 <= n <= self.max_workers else None
 
     def _wanted(self, history: History) -> Iterator[LoaderConfig]:
         yield from self.anchors()
@@ -52,6 +59,9 @@ class Adaptive:
         best = history.best(plain=True)
         if best is not None and best.config.num_workers > 0 and self._workers_settled(history):
             yield from self._knobs(history, best.config.num_workers)
+        rule = self.lightning()
+        if rule is not None:
+            yield rule
 
     def _workers(self, history: History) -> Iterator[LoaderConfig]:
         best = history.best(plain=True)
@@ -62,15 +72,20 @@ class Adaptive:
             yield LoaderConfig(1)
             return
         at_top = w == max(measured) and self._room_above(history, w)
-        if at_top and input_bound(best) and workers_idle(best, self.usable_cpus):
-            yield LoaderConfig(min(2 * w, self.max_workers))
+        if at_top and input_bound(best):
+            factor = CLIMB_IDLE if workers_idle(best, self.usable_cpus) else CLIMB_BUSY
+            yield LoaderConfig(min(factor * w, self._ceiling(history)))
         if not input_bound(best) and w > 1:
             yield LoaderConfig(w // 2)
         yield from (LoaderConfig(n) for n in _midpoints(w, measured))
 
     def _room_above(self, history: History, w: int) -> bool:
-        ceiling = min([self.max_workers, *history.rejected_workers()])
-        return w < ceiling
+        return w < self._ceiling(history)
+
+    def _ceiling(self, history: History) -> int:
+        """No more workers than allowed, nor as many as a count rejected for memory."""
+        rejected = [n - 1 for n in history.rejected_workers()]
+        return min([self.max_workers, *rejected])
 
     def _workers_settled(self, history: History) -> bool:
         return all(c in history.tried for c in self._workers(history))

@@ -34,11 +34,13 @@ def noise_band(summaries: Sequence[Summary]) -> float:
 
 
 def cost_key(summary: Summary) -> tuple[float, ...]:
-    """Cheaper first: fewer workers, then less memory, then fewer knobs away from defaults."""
+    """Cheaper first: fewer workers, then fewer knobs away from the defaults (a knob that wins
+    only within noise is not worth the change), then less memory."""
     config = summary.config
     memory = median_of(summary, "peak_memory_bytes") or 0.0
-    extras = len(config.to_kwargs()) - len(LoaderConfig(config.num_workers).to_kwargs())
-    return (config.num_workers, memory, float(extras), float(config.prefetch_factor or 0))
+    defaults = LoaderConfig(config.num_workers).to_kwargs()
+    extras = sum(1 for k, v in config.to_kwargs().items() if defaults.get(k) != v)
+    return (float(config.num_workers), float(extras), memory)
 
 
 def pick(summaries: Sequence[Summary]) -> Pick | None:
