@@ -91,9 +91,9 @@ def cases(quick: bool) -> list[Case]:
             "pure-Python CPU",
             lambda n: workloads.make("pycpu", n),
             lambda: None,
-            3200 // scale,
+            6400 // scale,
             32,
-            10,
+            8,
         ),
         Case(
             "JPEG decode", lambda n: workloads.make("jpeg", n), lambda: None, 3200 // scale, 32, 12
