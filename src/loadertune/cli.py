@@ -7,8 +7,10 @@ Exit codes: 0 success; 1 measured, but a trial failed or nothing usable was foun
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -172,10 +174,13 @@ def _add_demo(commands: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``loadertune`` command; returns the exit code."""
+    started = time.perf_counter()  # tune's --budget counts from here: imports included
     args = build_parser().parse_args(argv)
+    args.started = started
     from loadertune.core.errors import UsageError
+    from loadertune.core.guard import interrupt
 
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         code: int = args.run(args, list(argv) if argv is not None else sys.argv[1:])
     except UsageError as exc:
@@ -185,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error("interrupted")
         return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return code
 
 
@@ -210,10 +216,6 @@ def _run_demo(args: argparse.Namespace, argv: list[str]) -> int:
 
     check_json_path(args.json)
     return demo(args, ["loadertune", *argv])
-
-
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _error(message: str) -> None:
@@ -255,8 +257,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number more than 0, got {text}")
     return value
 
 

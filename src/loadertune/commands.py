@@ -4,8 +4,8 @@ public functions a user imports, drive the progress bar, render. Measures nothin
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,8 +81,11 @@ def check_json_path(path: str | None) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--json {path}: cannot create its folder ({exc.strerror})") from exc
-    if not os.access(target.parent, os.W_OK):
-        raise UsageError(f"--json {path}: its folder is not writable")
+    try:
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--json {path}: cannot write in its folder ({exc.strerror})") from exc
 
 
 def measure(
@@ -128,6 +131,7 @@ def search(workload: Workload, args: argparse.Namespace, command: list[str]) -> 
                 max_memory_bytes=args.max_memory or _default_max_memory(),
                 strategy=args.strategy,
                 trial_timeout_s=args.trial_timeout,
+                started=getattr(args, "started", None),
                 on_trial=on_trial,
                 json_path=args.json,
                 command=command,

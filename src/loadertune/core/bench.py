@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from loadertune.core import guard
 from loadertune.core.config import LoaderConfig
 from loadertune.core.machine import machine_facts
 from loadertune.core.result import Result
@@ -74,7 +75,7 @@ def bench(
     run = TrialRunner(result, workload, limits, on_trial, json_path)
     plan = schedule(configs, repeats)
     for index, (repeat, config) in enumerate(plan):
-        run.one(config, repeat, index, len(plan))
+        run.one(config, repeat, (index, len(plan)))
     return result
 
 
@@ -102,10 +103,19 @@ class TrialRunner:
     def __post_init__(self) -> None:
         self._save()  # a path that cannot be written fails now, before anything is measured
 
-    def one(self, config: LoaderConfig, repeat: int, index: int, total: int | None) -> Trial:
+    def one(
+        self,
+        config: LoaderConfig,
+        repeat: int,
+        position: tuple[int, int | None],
+        limits: TrialLimits | None = None,
+    ) -> Trial:
+        """Run one trial (``position``: its index and the total, if known)."""
+        index, total = position
         self._tell(TrialEvent(index, total, config, repeat))
         try:
-            trial = run_trial(self.workload, config, self.limits, repeat=repeat)
+            guard.check_interrupt()
+            trial = run_trial(self.workload, config, limits or self.limits, repeat=repeat)
         except KeyboardInterrupt as exc:
             if isinstance(exc, TrialInterrupted):
                 self.result.trials.append(exc.trial)

@@ -15,6 +15,31 @@ from loadertune.core.errors import TrialTimeout
 
 REAP_GRACE_S = 2.0  # SIGTERM first; a worker still alive after this gets SIGKILL
 
+_interrupt_requested = threading.Event()
+
+
+def interrupt(signum: int, frame: FrameType | None) -> None:
+    """Signal handler for SIGINT and SIGTERM: remember, then raise KeyboardInterrupt.
+
+    Python ignores an exception raised while ``os.fork`` runs its at-fork handlers (it prints
+    "Exception ignored"), which is where Ctrl-C often lands while workers start; the flag lets
+    :func:`check_interrupt` raise it again at the next safe point.
+    """
+    _interrupt_requested.set()
+    raise KeyboardInterrupt
+
+
+def clear_interrupt() -> None:
+    """The interrupt was raised and is being handled: forget it."""
+    _interrupt_requested.clear()
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if an interrupt arrived and was swallowed."""
+    if _interrupt_requested.is_set():
+        _interrupt_requested.clear()
+        raise KeyboardInterrupt
+
 
 class Watchdog:
     """Raises :class:`TrialTimeout` in the main thread when ``reset()`` is not called in time.

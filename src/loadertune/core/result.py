@@ -125,7 +125,7 @@ class Result:
         """The search's pick if there was one, else the lowest median time for the planned
         epochs among the configs that ran."""
         summaries = self.summaries()
-        if self.pick is not None:
+        if self.pick is not None or self.tuning is not None:  # a search decides, or found none
             return next((s for s in summaries if s.config == self.pick), None)
         ranked = [s for s in summaries if s.planned_s is not None]
         return min(ranked, key=lambda s: s.planned_s.median if s.planned_s else 0.0, default=None)

@@ -97,6 +97,7 @@ def run_trial(
             start = clock()
             trial.cpu.append((0.0, cpu_before))
             iterator = iter(loader)
+            guard.check_interrupt()
             loop = _Loop(trial, workload, limits, clock, start, epoch_batches is None, sampler)
             loop.run(iterator, watchdog)
             if not trial.complete:
@@ -104,6 +105,7 @@ def run_trial(
             if config.persistent_workers and workload.epochs > 1:
                 trial.warm_startup_s = _us(_warm_startup_s(loader, clock))
     except KeyboardInterrupt as exc:
+        guard.clear_interrupt()
         trial.status, trial.error = FAILED, TrialError("interrupted", "interrupted by the user")
         raise TrialInterrupted(trial) from exc
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything; we report it
@@ -204,6 +206,7 @@ class _Loop:
             self._record(item, requested, ready, ended)
             if ended - last_reset > self.limits.timeout_s * WATCHDOG_RESET_SHARE:
                 watchdog.reset()
+                guard.check_interrupt()
                 last_reset = ended
             if self._should_stop(ended - self.start):
                 return

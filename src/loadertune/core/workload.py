@@ -60,6 +60,7 @@ class Workload:
             raise ValueError(f"epochs must be >= 1, got {self.epochs!r}")
         if self.batch_budget < 1:
             raise ValueError(f"batch_budget must be >= 1, got {self.batch_budget!r}")
+        _refuse_empty(self.data.dataset if isinstance(self.data, DataLoader) else self.data)
         if isinstance(self.data, DataLoader):
             self._base = _base_from_loader(self.data, self.batch_size)
         else:
@@ -69,15 +70,13 @@ class Workload:
         self._check_not_empty()
 
     def _check_not_empty(self) -> None:
-        """A dataset with no samples, or a batch size that leaves no batch, is bad input."""
+        """A batch size that leaves no batch is bad input (an empty dataset was refused before)."""
         if self.is_iterable:
             return
         try:
             samples = len(self.dataset)
         except TypeError:
             return
-        if samples == 0:
-            raise ValueError("the dataset is empty (len 0): there is nothing to measure")
         if self.epoch_batches() == 0:
             raise ValueError(
                 f"no batch: batch size {self._batch_size_shown()} with drop_last=True "
@@ -211,6 +210,15 @@ class Workload:
         sampler_cls = RandomSampler if self.shuffle else SequentialSampler
         base["batch_sampler"] = BatchSampler(sampler_cls(self.data), batch_size, drop_last=False)
         return base
+
+
+def _refuse_empty(dataset: Any) -> None:
+    try:
+        empty = len(dataset) == 0
+    except TypeError:
+        return
+    if empty:
+        raise ValueError("the dataset is empty (len 0): there is nothing to measure")
 
 
 def _is_random(sampler: Any) -> bool:

@@ -44,7 +44,7 @@ def _gains(speedups: dict[str, dict[str, Any]]) -> list[str]:
 
 def _budget_line(tuning: dict[str, Any]) -> str:
     spent, budget = tuning.get("elapsed_s", 0), tuning.get("budget_s", 0)
-    line = f"Search: {tuning.get('strategy')}, {spent:.0f} s of {budget:g} s"
+    line = f"Search: {tuning.get('strategy')}, {spent:.1f} s of {budget:g} s"
     if tuning.get("stopped_by_budget"):
         line += f"; the budget cut it short: next it would try {_label(tuning.get('next'))}"
     return line + "."

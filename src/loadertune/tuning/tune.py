@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ TRIAL_BUDGET_BOUNDS_S = (0.5, 5.0)  # ... within these bounds
 CONTENDER_BAND = 0.10  # configs within 10% of the fastest are measured again ...
 CONFIRM_REPEATS = 3  # ... up to this many runs each, interleaved, as the budget allows
 EXPLORE_SHARE = 0.75  # exploring stops here; the rest of the budget confirms the contenders
+MIN_TIMEOUT_S = 1.0  # a trial's no-batch timeout never drops below this, however little is left
 FIRST_TRIAL_FACTOR = 2.0  # until a trial has run, assume one takes twice the trial budget
 
 
@@ -38,15 +39,20 @@ class Budget:
 
     total_s: float
     clock: Callable[[], float] = time.perf_counter
-    started: float = field(default=0.0)
+    started: float | None = None  # when the budget began (the command's start); default: now
     walls: dict[int, float] = field(default_factory=dict)  # num_workers -> longest trial wall
 
     def __post_init__(self) -> None:
-        self.started = self.clock()
+        if self.started is None:
+            self.started = self.clock()
 
     @property
     def elapsed_s(self) -> float:
-        return self.clock() - self.started
+        return self.clock() - (self.started or 0.0)
+
+    @property
+    def left_s(self) -> float:
+        return self.total_s - self.elapsed_s
 
     def predict_s(self, config: LoaderConfig, trial_budget_s: float) -> float:
         if not self.walls:
@@ -77,6 +83,7 @@ def tune(
     max_memory_bytes: int | None = None,
     strategy: Strategy | str = "adaptive",
     trial_timeout_s: float = 60.0,
+    started: float | None = None,
     on_trial: OnTrial | None = None,
     json_path: str | Path | None = None,
     command: list[str] | None = None,
@@ -86,6 +93,7 @@ def tune(
     Returns a Result whose ``best`` is the pick (``best.loader_kwargs`` go straight into
     ``DataLoader(dataset, **...)``) and whose ``tuning`` says why, what the pick gains over the
     baseline and the common rules, and what the search would try next if the budget cut it.
+    ``started`` (a ``time.perf_counter()`` value) is when the budget began, if before the call.
     """
     if budget_s <= 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s!r}")
@@ -94,11 +102,12 @@ def tune(
         workload, {"budget_s": budget_s, "trial_budget_s": limits.budget_s}, command
     )
     runner = TrialRunner(result, workload, limits, on_trial, json_path)
-    search = _Search(workload, result, runner, Budget(budget_s), max_memory_bytes)
+    search = _Search(workload, result, runner, Budget(budget_s, started=started), max_memory_bytes)
     if isinstance(strategy, str):
         strategy = make_strategy(strategy, workload, result, max_workers)
-    search.explore(strategy)
+    search.explore(strategy, EXPLORE_SHARE)
     search.confirm()
+    search.explore(strategy, 1.0)  # what the contenders left of the budget
     search.conclude(strategy)
     return result
 
@@ -167,18 +176,23 @@ class _Search:
     def history(self) -> History:
         return History(self.result.summaries(), self.rejected)
 
-    def explore(self, strategy: Strategy) -> None:
-        """Measure what the strategy proposes, once each, while the budget allows."""
+    def explore(self, strategy: Strategy, share: float) -> None:
+        """Measure what the strategy proposes, once each, while ``share`` of the budget lasts."""
+        self.next_config = None
         while (config := strategy.propose(self.history())) is not None:
-            if not self.budget.fits(config, self.runner.limits.budget_s, EXPLORE_SHARE):
+            if not self.budget.fits(config, self.runner.limits.budget_s, share):
                 self.next_config = config
                 return
             self._measure(config, repeat=0)
 
     def confirm(self) -> None:
-        """Measure the contenders again, interleaved, so noise cannot decide the pick."""
+        """Measure the contenders again, interleaved, so noise cannot decide the pick (a lone
+        leader needs no duel: its time is better spent exploring)."""
+        contenders = self._contenders()
+        if len(contenders) < 2:
+            return
         for repeat in range(1, CONFIRM_REPEATS):
-            for summary in self._contenders():
+            for summary in contenders:
                 if not self.budget.fits(summary.config, self.runner.limits.budget_s):
                     return
                 self._measure(summary.config, repeat)
@@ -192,8 +206,14 @@ class _Search:
         return [s for s in usable if planned_median(s) <= fastest * (1 + band)]
 
     def _measure(self, config: LoaderConfig, repeat: int) -> None:
+        """One trial; a trial that cannot deliver a batch in what is left of the budget is
+        stopped then (a forkserver start of 32 workers took 35-57 s here)."""
         began = self.budget.clock()
-        trial = self.runner.one(config, repeat, len(self.result.trials), None)
+        limits = replace(
+            self.runner.limits,
+            timeout_s=min(self.runner.limits.timeout_s, max(self.budget.left_s, MIN_TIMEOUT_S)),
+        )
+        trial = self.runner.one(config, repeat, (len(self.result.trials), None), limits)
         self.budget.spent(config, self.budget.clock() - began)
         reason = self._rejection(trial)
         if reason:
@@ -202,6 +222,8 @@ class _Search:
     def _rejection(self, trial: Trial) -> str | None:
         if trial.error is not None and trial.error.kind == "unpicklable":
             return f"skipped: {trial.error.message}"
+        if trial.error is not None and trial.error.kind == "timeout":
+            return "stopped: no batch before the budget ran out"
         peak = trial.peak_memory_bytes
         if self.max_memory_bytes and peak and peak > self.max_memory_bytes:
             limit = _gib(self.max_memory_bytes)
