@@ -104,3 +104,15 @@ def test_bad_arguments() -> None:
         bench(workload, [])
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         bench(workload, [LoaderConfig()], repeats=0)
+
+
+def test_an_interrupt_swallowed_during_fork_is_raised_at_the_next_trial() -> None:
+    """Python ignores a KeyboardInterrupt raised in an at-fork handler; the CLI's handler
+    remembers it, and the next safe point raises it again."""
+    from loadertune.core import guard
+
+    guard._interrupt_requested.set()  # as if the handler had run inside os.fork
+    with pytest.raises(Interrupted) as info:
+        bench(Workload(Rows(16), batch_size=4), [LoaderConfig(0)], repeats=1, limits=LIMITS)
+    assert info.value.result.interrupted
+    assert not guard._interrupt_requested.is_set()
