@@ -251,3 +251,11 @@ def test_a_worker_init_fn_that_raises_is_named() -> None:
 def test_a_batch_larger_than_the_dataset_is_one_short_batch() -> None:
     trial = run_trial(Workload(Rows(10), batch_size=64), LoaderConfig(0), LIMITS)
     assert trial.ok and trial.batches == 1 and trial.n_samples == [10]
+
+
+def test_persistent_workers_keep_their_batch_sizes() -> None:
+    workload = Workload(Rows(40), batch_size=8, epochs=3)
+    trial = run_trial(workload, LoaderConfig(1, persistent_workers=True), LIMITS)
+    assert trial.warm_startup_s is not None  # a second epoch was started ...
+    assert trial.n_samples == [8] * 5  # ... without losing the first one's batch sizes
+    assert trial.samples_per_s is not None

@@ -100,6 +100,7 @@ def run_trial(
             guard.check_interrupt()
             loop = _Loop(trial, workload, limits, clock, start, epoch_batches is None, sampler)
             loop.run(iterator, watchdog)
+            _count_samples_from_indices(trial, recorder)  # before a second epoch resets it
             if not trial.complete:
                 trial.cpu.append((_us(clock() - loop.start), _cpu_now()))
             if config.persistent_workers and workload.epochs > 1:
@@ -129,7 +130,7 @@ def _count_samples_from_indices(trial: Trial, recorder: IndexRecorder) -> None:
         return
     for k in range(trial.batches):
         indices = recorder.indices_of(k)
-        if indices is not None:
+        if indices is not None and not trial.n_samples[k]:
             trial.n_samples[k] = len(indices)
 
 
