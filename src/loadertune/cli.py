@@ -47,14 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_bench(commands: Any) -> None:
-    bench = commands.add_parser(
+    bench = _measuring_command(
+        commands,
         "bench",
-        help="measure the DataLoader configs you list on your dataset and step",
-        description="Measure each listed DataLoader config on your dataset and training step.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "measure the DataLoader configs you list on your dataset and step",
+        "Measure each listed DataLoader config on your dataset and training step.",
     )
-    _add_common(bench)
     bench.add_argument(
         "--workers",
         type=_int_list,
@@ -90,6 +88,21 @@ def _add_bench(commands: Any) -> None:
     bench.set_defaults(run=_run_bench)
 
 
+def _measuring_command(
+    commands: Any, name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """A subcommand that measures a TARGET: the common arguments and the exit-code epilog."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(parser)
+    return parser
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     """Arguments every measuring command takes: the target and how to load it."""
     parser.add_argument("target", metavar="TARGET", help="the Dataset or DataLoader to measure")
@@ -123,15 +136,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_tune(commands: Any) -> None:
-    tune = commands.add_parser(
+    tune = _measuring_command(
+        commands,
         "tune",
-        help="search the DataLoader knobs for the fastest config, within a time budget",
-        description="Search num_workers, prefetch_factor, persistent_workers, start method and "
-        "in_order on your dataset and step; pick the cheapest config within noise of the fastest.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "search the DataLoader knobs for the fastest config, within a time budget",
+        "Search num_workers, prefetch_factor, persistent_workers, start method and in_order on "
+        "your dataset and step; pick the cheapest config within noise of the fastest.",
     )
-    _add_common(tune)
     tune.add_argument(
         "--budget",
         type=_positive_float,

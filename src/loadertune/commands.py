@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from loadertune.core.bench import Interrupted, TrialEvent, bench
+from loadertune.core.bench import Interrupted, OnTrial, TrialEvent, bench
 from loadertune.core.config import LoaderConfig
 from loadertune.core.errors import UsageError
 from loadertune.core.result import Result
@@ -99,22 +99,19 @@ def measure(
     limits = TrialLimits(
         budget_s=getattr(args, "trial_budget", 10.0), timeout_s=getattr(args, "trial_timeout", 60.0)
     )
-    with _progress() as on_trial:
-        try:
-            result = bench(
-                workload,
-                configs,
-                repeats=repeats or args.repeats,
-                limits=limits,
-                on_trial=on_trial,
-                json_path=args.json,
-                command=command,
-            )
-        except Interrupted as stop:
-            render(stop.result, Console())
-            Console(stderr=True).print("[yellow]interrupted[/]: the table shows what was measured")
-            return EXIT_INTERRUPTED
-    render(result, Console())
+    result = _run_and_render(
+        lambda on_trial: bench(
+            workload,
+            configs,
+            repeats=repeats or args.repeats,
+            limits=limits,
+            on_trial=on_trial,
+            json_path=args.json,
+            command=command,
+        )
+    )
+    if result is None:
+        return EXIT_INTERRUPTED
     return EXIT_TRIAL_FAILED if result.failed_trials or result.best is None else EXIT_OK
 
 
@@ -122,26 +119,37 @@ def search(workload: Workload, args: argparse.Namespace, command: list[str]) -> 
     """``tune``: search within the budget, print the table, the pick and what it gains."""
     from loadertune.tuning.tune import tune
 
+    result = _run_and_render(
+        lambda on_trial: tune(
+            workload,
+            budget_s=args.budget,
+            max_workers=args.max_workers,
+            max_memory_bytes=args.max_memory or _default_max_memory(),
+            strategy=args.strategy,
+            trial_timeout_s=args.trial_timeout,
+            started=getattr(args, "started", None),
+            on_trial=on_trial,
+            json_path=args.json,
+            command=command,
+        )
+    )
+    if result is None:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.best is not None else EXIT_TRIAL_FAILED
+
+
+def _run_and_render(run: Callable[[OnTrial], Result]) -> Result | None:
+    """Run with a progress bar, then render; after Ctrl-C render what was measured and
+    return None."""
     with _progress() as on_trial:
         try:
-            result = tune(
-                workload,
-                budget_s=args.budget,
-                max_workers=args.max_workers,
-                max_memory_bytes=args.max_memory or _default_max_memory(),
-                strategy=args.strategy,
-                trial_timeout_s=args.trial_timeout,
-                started=getattr(args, "started", None),
-                on_trial=on_trial,
-                json_path=args.json,
-                command=command,
-            )
+            result = run(on_trial)
         except Interrupted as stop:
             render(stop.result, Console())
             Console(stderr=True).print("[yellow]interrupted[/]: the table shows what was measured")
-            return EXIT_INTERRUPTED
+            return None
     render(result, Console())
-    return EXIT_OK if result.best is not None else EXIT_TRIAL_FAILED
+    return result
 
 
 def _default_max_memory() -> int:
