@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from loadertune.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL_FAILED
 from loadertune.core.bench import Interrupted, OnTrial, TrialEvent, bench
 from loadertune.core.config import LoaderConfig
 from loadertune.core.errors import UsageError
@@ -22,8 +23,6 @@ from loadertune.core.workload import Workload
 from loadertune.report.headline import headline_lines
 from loadertune.report.table import caption, results_table, title
 from loadertune.report.tuning import tuning_lines
-
-EXIT_OK, EXIT_TRIAL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def bench_workload(args: argparse.Namespace) -> Workload:
