@@ -62,7 +62,8 @@ def bench(
 
     A config that fails is recorded with its reason and the others still run. With
     ``json_path`` the result document is rewritten (atomically) after every trial. Ctrl-C raises
-    :class:`Interrupted`, whose ``result`` holds every trial finished before it.
+    :class:`Interrupted`, whose ``result`` holds every trial finished before it and the one it
+    cut short, marked ``interrupted``.
 
     >>> result = bench(Workload(my_dataset, step=train_step), [LoaderConfig(0), LoaderConfig(4)])
     >>> DataLoader(my_dataset, **result.best.loader_kwargs)  # doctest: +SKIP

@@ -91,17 +91,11 @@ class Workload:
     @property
     def is_iterable(self) -> bool:
         """True for an IterableDataset (no indices, no sampler)."""
-        from torch.utils.data import IterableDataset
-
-        return isinstance(self.dataset, IterableDataset)
+        return _is_iterable(self.dataset)
 
     def baseline_config(self) -> LoaderConfig:
         """The worker knobs of the user's own DataLoader, or ``num_workers=0`` for a Dataset."""
-        from torch.utils.data import DataLoader
-
-        if not isinstance(self.data, DataLoader):
-            return LoaderConfig()
-        return _config_of(self.data)
+        return _config_of(self.data) if self._given_loader else LoaderConfig()
 
     def build_loader(
         self, config: LoaderConfig, recorder: IndexRecorder | None = None
