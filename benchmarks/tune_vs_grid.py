@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 import workloads
@@ -39,38 +38,6 @@ SECTION = "## Tune vs exhaustive grid"
 GRID_MAX_WORKERS = 32
 TARGET_EPOCH_RATIO = 1.05
 TARGET_TIME_RATIO = 0.25
-
-
-class HeavyStep:
-    """A training step heavier than loading: a few matrix products per batch."""
-
-    def __init__(self, size: int = 384, repeats: int = 6) -> None:
-        torch.manual_seed(0)
-        self.weight = torch.randn(size, size)
-        self.repeats = repeats
-
-    def __call__(self, batch: Any) -> float:
-        x = self.weight
-        for _ in range(self.repeats):
-            x = torch.tanh(x @ self.weight)
-        return float(x[0, 0])
-
-
-class ClassicStep:
-    """``nn.Linear(100, 2)``, cross-entropy, SGD: the classic example's step."""
-
-    def __init__(self) -> None:
-        torch.manual_seed(0)
-        self.model = torch.nn.Linear(workloads.TINY_FEATURES, 2)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
-
-    def __call__(self, batch: Any) -> float:
-        features, labels = batch
-        self.optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(self.model(features), labels)
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach())
 
 
 @dataclass(frozen=True)
@@ -86,7 +53,14 @@ class Case:
 def cases(quick: bool) -> list[Case]:
     scale = 4 if quick else 1
     return [
-        Case("tiny rows", lambda n: workloads.make("tiny", n), ClassicStep, 12800 // scale, 64, 4),
+        Case(
+            "tiny rows",
+            lambda n: workloads.make("tiny", n),
+            workloads.ClassicStep,
+            12800 // scale,
+            64,
+            4,
+        ),
         Case(
             "pure-Python CPU",
             lambda n: workloads.make("pycpu", n),
@@ -106,7 +80,14 @@ def cases(quick: bool) -> list[Case]:
             32,
             10,
         ),
-        Case("heavy step", lambda n: workloads.make("tiny", n), HeavyStep, 3200 // scale, 32, 8),
+        Case(
+            "heavy step",
+            lambda n: workloads.make("tiny", n),
+            workloads.HeavyStep,
+            3200 // scale,
+            32,
+            8,
+        ),
     ]
 
 

@@ -166,3 +166,35 @@ def default_step(kind: str) -> Callable[[Any], Any] | None:
     if kind not in KINDS:
         raise ValueError(f"unknown workload kind {kind!r}; choose from {sorted(KINDS)}")
     return None
+
+
+class HeavyStep:
+    """A training step heavier than loading: a few matrix products per batch."""
+
+    def __init__(self, size: int = 384, repeats: int = 6) -> None:
+        torch.manual_seed(0)
+        self.weight = torch.randn(size, size)
+        self.repeats = repeats
+
+    def __call__(self, batch: Any) -> float:
+        x = self.weight
+        for _ in range(self.repeats):
+            x = torch.tanh(x @ self.weight)
+        return float(x[0, 0])
+
+
+class ClassicStep:
+    """``nn.Linear(100, 2)``, cross-entropy, SGD: the classic example's step."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.model = torch.nn.Linear(TINY_FEATURES, 2)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
+
+    def __call__(self, batch: Any) -> float:
+        features, labels = batch
+        self.optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(self.model(features), labels)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())

@@ -141,3 +141,76 @@ def bad_init(worker_id: int) -> None:
 
 
 empty = Rows(0)
+
+
+class KilledAt(Rows):
+    """The worker fetching ``bad`` kills itself with ``sig`` (SIGKILL: as the OOM killer does;
+    SIGBUS: as a full /dev/shm does). Only use with workers."""
+
+    def __init__(self, bad: int = 3, n: int = 64, sig: int = signal.SIGKILL) -> None:
+        super().__init__(n)
+        self.bad, self.sig = bad, sig
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if index == self.bad:
+            os.kill(os.getpid(), self.sig)
+            time.sleep(5)  # the signal lands before this ends
+        return super().__getitem__(index)
+
+
+class CopyOnRead(Rows):
+    """Holds ``n_items`` Python ints in a list; each sample sums the next ``touch`` of them, so
+    refcount writes copy the list's pages into the worker that reads them (pytorch#13246).
+    Over one sequential epoch every item is read once: the workers together grow by about the
+    items' size (32 bytes each: 5 million items ~ 150 MiB), at a steady rate per batch."""
+
+    def __init__(self, n_items: int, n: int, cost_s: float = 0.0) -> None:
+        super().__init__(n, width=4, cost_s=cost_s)
+        self.items = [i + 1000 for i in range(n_items)]  # above the small-int cache: objects
+        self.touch = -(-n_items // n)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        begin = index * self.touch
+        total = sum(self.items[begin : begin + self.touch])
+        time.sleep(self.cost_s)
+        return torch.full((self.width,), float(total % 7))
+
+
+HOARD: list[bytes] = []  # what Hoards keeps, per process
+HOARD_CAP_BYTES = 512 * 2**20  # a safety stop if ours failed: a test never holds more per worker
+
+
+class Hoards(Rows):
+    """Each sample fetched in a worker keeps ``mib`` MiB (filled, so resident) in a module-level
+    list, without bound but for :data:`HOARD_CAP_BYTES`; in the main process it keeps nothing.
+    With ``hang_after`` the worker stops answering once it holds that many MiB."""
+
+    def __init__(self, n: int = 2000, mib: int = 1, hang_after: int | None = None) -> None:
+        super().__init__(n, width=4)
+        self.mib, self.hang_after = mib, hang_after
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        from torch.utils.data import get_worker_info
+
+        if get_worker_info() is not None and len(HOARD) * self.mib * 2**20 < HOARD_CAP_BYTES:
+            HOARD.append(b"\x01" * (self.mib * 2**20))
+            if self.hang_after is not None and len(HOARD) * self.mib >= self.hang_after:
+                time.sleep(600)
+        return super().__getitem__(index)
+
+
+class BigBatches(Rows):
+    """Samples of ``kib`` KiB each: batches big enough to matter to /dev/shm."""
+
+    def __init__(self, n: int = 64, kib: int = 256) -> None:
+        super().__init__(n, width=kib * 256)
+
+
+def make_copy_on_read() -> CopyOnRead:
+    """A CLI target: 4 million items over 2000 samples, 2 ms each."""
+    return CopyOnRead(4_000_000, 2000, cost_s=0.002)
+
+
+killed = KilledAt(bad=3)
+hoards = Hoards(4000)
+sleepy = Rows(400, cost_s=0.01)  # ~4 s per epoch without workers: long enough to interrupt

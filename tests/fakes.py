@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from loadertune import LoaderConfig, Result, Trial, TrialError
 
 MACHINE = {"cpus": {"usable": 2, "how": "affinity (2 of 2 logical CPUs)"}, "torch_version": "x"}
@@ -87,3 +89,58 @@ class Measured(Trial):
 
 def summaries(*trials: Trial) -> list:  # type: ignore[type-arg]
     return result(*trials).summaries()
+
+
+TIMED_BATCHES = 20
+
+
+def timed(
+    workers: int,
+    wait_s: float,
+    step_s: float,
+    *,
+    startup_s: float = 0.001,
+    made_before_s: float = 0.0,
+    persistent: bool = False,
+    warm_s: float | None = None,
+    repeat: int = 0,
+) -> Trial:
+    """A whole epoch whose every batch waits ``wait_s`` then steps ``step_s``. Each batch is
+    finished by its producer ``made_before_s`` before it is requested (0: as it arrives)."""
+    request, ready, step_end, done = [], [], [], []
+    t = 0.0
+    for k in range(TIMED_BATCHES):
+        request.append(t)
+        arrive = t + (startup_s if k == 0 else wait_s)
+        ready.append(arrive)
+        done.append(t - made_before_s if made_before_s and k else arrive)
+        t = arrive + step_s
+        step_end.append(t)
+    trial = Trial(
+        config=LoaderConfig(workers, persistent_workers=persistent),
+        repeat=repeat,
+        epoch_batches=TIMED_BATCHES,
+        complete=True,
+        end_s=t,
+        warm_startup_s=warm_s,
+        request_s=request,
+        ready_s=ready,
+        step_end_s=step_end,
+        done_s=done,
+        worker_id=[k % workers if workers else -1 for k in range(TIMED_BATCHES)],
+        n_samples=[8] * TIMED_BATCHES,
+        cpu=[(0.0, 0.0), (t, t)],
+    )
+    trial.round_raw()  # as a run records them, so a JSON round trip gives the same figures
+    return trial
+
+
+def classic_like(diagnosis: dict[str, Any] | None = None, epochs: int = 1) -> Result:
+    """w=0 fast and input-bound; w=2 slower, transfer-bound (batches wait, already made)."""
+    trials = [timed(0, wait_s=0.001, step_s=0.001, repeat=r) for r in range(3)]
+    trials += [
+        timed(2, wait_s=0.004, step_s=0.001, startup_s=0.04, made_before_s=0.01, repeat=r)
+        for r in range(3)
+    ]
+    workload = {**WORKLOAD, "epochs": epochs, "epoch_batches": TIMED_BATCHES}
+    return Result(machine=MACHINE, workload=workload, trials=trials, diagnosis=diagnosis)

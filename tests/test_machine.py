@@ -270,3 +270,20 @@ def test_module_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'machine.py imported torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shm_warning_past_half_of_dev_shm_names_the_figures_and_the_fix() -> None:
+    from loadertune.core.machine import shm_warning
+
+    mib = 2**20
+    assert shm_warning(4, 2, 4 * mib, 64 * mib) is None  # 32 MiB: half, not more
+    warning = shm_warning(4, 2, 5 * mib, 64 * mib)
+    assert warning == (
+        "batches in flight need ~40.0 MiB of shared memory (4 workers x prefetch_factor 2 x "
+        "5.0 MiB per batch), more than half of /dev/shm (64.0 MiB): use fewer workers or a "
+        "lower prefetch_factor, or enlarge /dev/shm (docker run --shm-size=1g; on Kubernetes "
+        "an emptyDir volume with medium: Memory at /dev/shm)"
+    )
+    assert shm_warning(0, 2, 5 * mib, 1) is None  # no workers: nothing crosses processes
+    assert shm_warning(32, 4, 20 * mib, None) is None  # no /dev/shm to check
+    assert "--shm-size=5g" in (shm_warning(32, 4, 20 * mib, 64 * mib) or "")  # 2 x 2.5 GiB

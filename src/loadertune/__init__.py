@@ -9,7 +9,7 @@ on your machine, by measuring them.
 
 from __future__ import annotations
 
-from loadertune.core.bench import Interrupted, TrialEvent, bench
+from loadertune.core.bench import Interrupted, TrialEvent, bench, profile
 from loadertune.core.config import LoaderConfig
 from loadertune.core.errors import LoadertuneError, LoadertuneWarning, TrialTimeout, UsageError
 from loadertune.core.result import Result, Summary
@@ -36,5 +36,6 @@ __all__ = [
     "Workload",
     "__version__",
     "bench",
+    "profile",
     "tune",
 ]

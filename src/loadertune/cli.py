@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_bench(commands)
     _add_tune(commands)
+    _add_profile(commands)
+    _add_show(commands)
     _add_demo(commands)
     return parser
 
@@ -71,13 +73,18 @@ def _add_bench(commands: Any) -> None:
         choices=("fork", "forkserver", "spawn"),
         help="multiprocessing start method for the workers (default: the platform's)",
     )
-    bench.add_argument(
+    _add_repeats(bench)
+    bench.set_defaults(run=_run_bench)
+
+
+def _add_repeats(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--repeats",
         type=_positive_int,
         default=3,
         help="interleaved repeats of every config (default: 3)",
     )
-    bench.add_argument(
+    parser.add_argument(
         "--trial-budget",
         type=_positive_float,
         default=10.0,
@@ -85,7 +92,6 @@ def _add_bench(commands: Any) -> None:
         help="seconds a trial measures after its first batch; the rest of a longer epoch is "
         "estimated at the steady rate (default: 10)",
     )
-    bench.set_defaults(run=_run_bench)
 
 
 def _measuring_command(
@@ -131,7 +137,24 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="batches measured for a dataset without __len__ (default: 200)",
     )
     parser.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="SIZE",
+        help="stop a trial once the memory of the main process and its workers passes SIZE, "
+        "or is heading past it by the end of the epoch, e.g. 8G or 512M; tune rejects its "
+        "config (default: 80%% of the memory available at the start)",
+    )
+    parser.add_argument(
         "--json", metavar="PATH", help="write the result document here, after every trial"
+    )
+    _add_out(parser)
+
+
+def _add_out(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write result.json, report.md, timeline.json, throughput.png and timeline.png here",
     )
 
 
@@ -157,19 +180,36 @@ def _add_tune(commands: Any) -> None:
         help="never try more workers than N (default: max(32, 8 x usable CPUs))",
     )
     tune.add_argument(
-        "--max-memory",
-        type=_size,
-        metavar="SIZE",
-        help="reject configs whose measured peak memory exceeds SIZE, e.g. 8G or 512M "
-        "(default: 80%% of available memory)",
-    )
-    tune.add_argument(
         "--strategy",
         choices=("adaptive", "grid"),
         default="adaptive",
         help="adaptive (default) or the exhaustive grid",
     )
     tune.set_defaults(run=_run_tune)
+
+
+def _add_profile(commands: Any) -> None:
+    profile = _measuring_command(
+        commands,
+        "profile",
+        "diagnose one DataLoader as it is configured, without searching",
+        "Measure your DataLoader as it is configured (a bare Dataset: num_workers=0) with your "
+        "step, and say what limits it, the headroom left and what to change.",
+    )
+    _add_repeats(profile)
+    profile.set_defaults(run=_run_profile)
+
+
+def _add_show(commands: Any) -> None:
+    show = commands.add_parser(
+        "show",
+        help="re-render a saved result.json: table, verdict, advice",
+        description="Render the table, verdict and advice of a saved result without measuring; "
+        "with --out, write its report files again.",
+    )
+    show.add_argument("result", metavar="RESULT.json", help="a result written by --json or --out")
+    _add_out(show)
+    show.set_defaults(run=_run_show)
 
 
 def _add_demo(commands: Any) -> None:
@@ -180,6 +220,7 @@ def _add_demo(commands: Any) -> None:
         "batch 64) at several worker counts, and say what is fastest on this machine.",
     )
     demo.add_argument("--json", metavar="PATH", help="write the result document here")
+    _add_out(demo)
     demo.set_defaults(run=_run_demo)
 
 
@@ -206,26 +247,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _run_bench(args: argparse.Namespace, argv: list[str]) -> int:
-    from loadertune.commands import bench_workload, check_json_path, configs_from_args, measure
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse unwritable --json and --out paths before anything is measured."""
+    from loadertune.commands import check_json_path, check_out_dir
 
     check_json_path(args.json)
+    check_out_dir(args.out)
+
+
+def _run_bench(args: argparse.Namespace, argv: list[str]) -> int:
+    from loadertune.commands import bench_workload, configs_from_args, measure
+
+    _check_paths(args)
     workload = bench_workload(args)
     configs = configs_from_args(args, workload)
     return measure(workload, configs, args, ["loadertune", *argv])
 
 
 def _run_tune(args: argparse.Namespace, argv: list[str]) -> int:
-    from loadertune.commands import bench_workload, check_json_path, search
+    from loadertune.commands import bench_workload, search
 
-    check_json_path(args.json)
+    _check_paths(args)
     return search(bench_workload(args), args, ["loadertune", *argv])
 
 
-def _run_demo(args: argparse.Namespace, argv: list[str]) -> int:
-    from loadertune.commands import check_json_path, demo
+def _run_profile(args: argparse.Namespace, argv: list[str]) -> int:
+    from loadertune.commands import profile_loader
 
-    check_json_path(args.json)
+    _check_paths(args)
+    return profile_loader(args, ["loadertune", *argv])
+
+
+def _run_show(args: argparse.Namespace, argv: list[str]) -> int:
+    from loadertune.commands import show
+
+    return show(args)
+
+
+def _run_demo(args: argparse.Namespace, argv: list[str]) -> int:
+    from loadertune.commands import demo
+
+    _check_paths(args)
     return demo(args, ["loadertune", *argv])
 
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadertune.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL_FAILED
@@ -23,6 +24,7 @@ from loadertune.core.workload import Workload
 from loadertune.report.headline import headline_lines
 from loadertune.report.table import caption, results_table, title
 from loadertune.report.tuning import tuning_lines
+from loadertune.report.verdict import advice_lines, verdict_lines, warning_lines
 
 
 def bench_workload(args: argparse.Namespace) -> Workload:
@@ -96,7 +98,9 @@ def measure(
 ) -> int:
     """Run ``bench`` with a progress bar on stderr, print the table on stdout; the exit code."""
     limits = TrialLimits(
-        budget_s=getattr(args, "trial_budget", 10.0), timeout_s=getattr(args, "trial_timeout", 60.0)
+        budget_s=getattr(args, "trial_budget", 10.0),
+        timeout_s=getattr(args, "trial_timeout", 60.0),
+        max_memory_bytes=getattr(args, "max_memory", None) or _default_max_memory(),
     )
     result = _run_and_render(
         lambda on_trial: bench(
@@ -105,9 +109,10 @@ def measure(
             repeats=repeats or args.repeats,
             limits=limits,
             on_trial=on_trial,
-            json_path=args.json,
+            json_path=json_path(args),
             command=command,
-        )
+        ),
+        args,
     )
     if result is None:
         return EXIT_INTERRUPTED
@@ -128,27 +133,79 @@ def search(workload: Workload, args: argparse.Namespace, command: list[str]) -> 
             trial_timeout_s=args.trial_timeout,
             started=getattr(args, "started", None),
             on_trial=on_trial,
-            json_path=args.json,
+            json_path=json_path(args),
             command=command,
-        )
+        ),
+        args,
     )
     if result is None:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.best is not None else EXIT_TRIAL_FAILED
 
 
-def _run_and_render(run: Callable[[OnTrial], Result]) -> Result | None:
-    """Run with a progress bar, then render; after Ctrl-C render what was measured and
-    return None."""
+def _run_and_render(run: Callable[[OnTrial], Result], args: argparse.Namespace) -> Result | None:
+    """Run with a progress bar, then render and write ``--out``; after Ctrl-C render and write
+    what was measured and return None."""
     with _progress() as on_trial:
         try:
             result = run(on_trial)
         except Interrupted as stop:
-            render(stop.result, Console())
+            render(stop.result, stdout_console())
+            write_out(stop.result, getattr(args, "out", None))
             Console(stderr=True).print("[yellow]interrupted[/]: the table shows what was measured")
             return None
-    render(result, Console())
+    render(result, stdout_console())
+    write_out(result, getattr(args, "out", None))
     return result
+
+
+def json_path(args: argparse.Namespace) -> str | None:
+    """Where the result is rewritten after every trial: ``--json``, else ``--out``'s file."""
+    out = getattr(args, "out", None)
+    return args.json or (str(Path(out) / "result.json") if out else None)
+
+
+def check_out_dir(path: str | None) -> None:
+    """Refuse an ``--out`` folder that cannot be created or written, before measuring."""
+    if path is None:
+        return
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {path}: exists and is not a folder")
+    check_json_path(str(folder / "result.json"))
+
+
+def write_out(result: Result, out: str | None) -> None:
+    """Write the report files into ``out`` and say where; a missing matplotlib skips the PNGs
+    with the command that installs it."""
+    if out is None:
+        return
+    from loadertune.report.files import write_report
+
+    written, skipped = write_report(result, Path(out))
+    console = Console(stderr=True)
+    console.print(f"wrote {', '.join(p.name for p in written)} to {out}", soft_wrap=True)
+    if skipped:
+        console.print(f"[yellow]skipped[/] {skipped}", soft_wrap=True)
+
+
+def show(args: argparse.Namespace) -> int:
+    """Render a saved result without measuring (and, with ``--out``, write its report files)."""
+    try:
+        result = Result.load(args.result)
+    except FileNotFoundError:
+        raise UsageError(f"{args.result}: no such file") from None
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise UsageError(f"{args.result}: not a loadertune result ({exc})") from exc
+    render(result, stdout_console())
+    write_out(result, args.out)
+    return EXIT_OK
+
+
+def profile_loader(args: argparse.Namespace, command: list[str]) -> int:
+    """``profile``: the target's own loader as configured, measured and diagnosed."""
+    workload = bench_workload(args)
+    return measure(workload, [workload.baseline_config()], args, command)
 
 
 def _default_max_memory() -> int:
@@ -169,18 +226,30 @@ def demo(args: argparse.Namespace, command: list[str]) -> int:
     return measure(classic_workload(), configs, args, command, repeats=DEMO_REPEATS)
 
 
+PIPED_WIDTH = 120  # output to a file or pipe is not cut at 80 columns: the table fits whole
+
+
+def stdout_console() -> Console:
+    """The console for results: the terminal's width, or ``PIPED_WIDTH`` when redirected."""
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPED_WIDTH)
+
+
 def render(result: Result, console: Console) -> None:
-    """The table and its legend, the failures with their reasons, then the verdict lines."""
-    console.print(title(result), style="bold", soft_wrap=True)
+    """The table and its legend, the failures with their reasons, then the verdict lines.
+    Lines that carry user text (errors, dataset expressions) are printed without markup."""
+    console.print(title(result), style="bold", soft_wrap=True, markup=False, emoji=False)
     console.print(results_table(result))
     legend = caption(result)
     if legend:
         console.print(legend, soft_wrap=True, style="dim")
     for trial in result.failed_trials:
         where = f"{trial.config.label()}, repeat {trial.repeat}"
-        console.print(f"[red]failed[/] ({where}): {trial.error}", soft_wrap=True)
-    for line in tuning_lines(result) or headline_lines(result):
-        console.print(line, soft_wrap=True)
+        console.print(f"[red]failed[/] ({where}): {escape(str(trial.error))}", soft_wrap=True)
+    lines = tuning_lines(result) or headline_lines(result)
+    lines += verdict_lines(result) + advice_lines(result) + warning_lines(result)
+    for line in lines:
+        console.print(line, soft_wrap=True, markup=False, highlight=False, emoji=False)
 
 
 @contextmanager

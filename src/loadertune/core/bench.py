@@ -9,6 +9,8 @@ from typing import Any
 
 from loadertune.core import guard
 from loadertune.core.config import LoaderConfig
+from loadertune.core.diagnose import LOADER_ALONE_S
+from loadertune.core.diagnose import diagnose as run_diagnosis
 from loadertune.core.machine import machine_facts
 from loadertune.core.result import Result
 from loadertune.core.runner import TrialInterrupted, TrialLimits, run_trial
@@ -57,13 +59,16 @@ def bench(
     on_trial: OnTrial | None = None,
     json_path: str | Path | None = None,
     command: list[str] | None = None,
+    diagnose: bool = True,
 ) -> Result:
     """Measure each config ``repeats`` times on the workload's real step and return the result.
 
     A config that fails is recorded with its reason and the others still run. With
     ``json_path`` the result document is rewritten (atomically) after every trial. Ctrl-C raises
     :class:`Interrupted`, whose ``result`` holds every trial finished before it and the one it
-    cut short, marked ``interrupted``.
+    cut short, marked ``interrupted``. With ``diagnose`` (the default) the fastest config's
+    headroom and batch probes are measured too (a few seconds; see :mod:`diagnose`), for the
+    result's ``verdict`` and ``advice``.
 
     >>> result = bench(Workload(my_dataset, step=train_step), [LoaderConfig(0), LoaderConfig(4)])
     >>> DataLoader(my_dataset, **result.best.loader_kwargs)  # doctest: +SKIP
@@ -77,7 +82,39 @@ def bench(
     plan = schedule(configs, repeats)
     for index, (repeat, config) in enumerate(plan):
         run.one(config, repeat, (index, len(plan)))
+    if diagnose:
+        run.diagnose()
     return result
+
+
+def profile(
+    data: Any,
+    step: Callable[[Any], Any] | None = None,
+    *,
+    epochs: int = 1,
+    repeats: int = 3,
+    limits: TrialLimits | None = None,
+    on_trial: OnTrial | None = None,
+    json_path: str | Path | None = None,
+    command: list[str] | None = None,
+) -> Result:
+    """Diagnose one existing DataLoader as it is configured (or a Dataset at its defaults),
+    without searching: its figures, verdict, headroom and advice.
+
+    >>> result = profile(my_loader, train_step)  # doctest: +SKIP
+    >>> print(result.verdict["sentence"])  # doctest: +SKIP
+    """
+    workload = data if isinstance(data, Workload) else Workload(data, step=step, epochs=epochs)
+    config = workload.baseline_config()
+    return bench(
+        workload,
+        [config],
+        repeats=repeats,
+        limits=limits,
+        on_trial=on_trial,
+        json_path=json_path,
+        command=command,
+    )
 
 
 def new_result(workload: Workload, settings: dict[str, Any], command: list[str] | None) -> Result:
@@ -127,6 +164,21 @@ class TrialRunner:
         self._save()
         self._tell(TrialEvent(index, total, config, repeat, trial))
         return trial
+
+    def diagnose(self, loader_alone_s: float = LOADER_ALONE_S) -> None:
+        """Measure the headroom and batch probes of the current best config, into the result."""
+        best = self.result.best
+        if best is None:
+            return
+        try:
+            self.result.diagnosis = run_diagnosis(
+                self.workload, best.config, self.limits.timeout_s, loader_alone_s
+            )
+        except KeyboardInterrupt as exc:
+            self.result.interrupted = True
+            self._save()
+            raise Interrupted(self.result) from exc
+        self._save()
 
     def save(self) -> None:
         """Rewrite the result document (after changing the result outside a trial)."""

@@ -6,6 +6,7 @@ import contextlib
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -42,7 +43,8 @@ def check_interrupt() -> None:
 
 
 class Watchdog:
-    """Raises :class:`TrialTimeout` in the main thread when ``reset()`` is not called in time.
+    """Raises :class:`TrialTimeout` in the main thread when ``reset()`` is not called in time,
+    or any exception another thread hands to :meth:`stop`.
 
     Uses ``SIGALRM`` so it also interrupts a dataset that hangs in the main process
     (``num_workers=0``) in Python code or a blocking call. Off the main thread, or where the
@@ -53,6 +55,8 @@ class Watchdog:
         self.timeout_s = timeout_s
         self.armed = False
         self._previous: Any = None
+        self._reason: BaseException | None = None
+        self._lock = threading.Lock()  # stop() never signals a main thread that disarmed
 
     def __enter__(self) -> Watchdog:
         if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
@@ -65,18 +69,34 @@ class Watchdog:
         if self.armed:
             signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
 
+    def stop(self, reason: BaseException) -> bool:
+        """From another thread: raise ``reason`` in the main thread now, even in a blocking
+        wait (a ``SIGALRM`` sent to it). False when not armed: nothing was sent."""
+        with self._lock:
+            if not self.armed or not hasattr(signal, "pthread_kill"):
+                return False
+            self._reason = reason
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
+            return True
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.armed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self._previous)
-            self.armed = False
+        with self._lock:
+            if self.armed:
+                self.armed = False  # first: a SIGALRM still on its way is ignored by _fire ...
+                signal.setitimer(signal.ITIMER_REAL, 0)  # ... delivered at this call's return
+                signal.signal(signal.SIGALRM, self._previous)
 
     def _fire(self, signum: int, frame: FrameType | None) -> None:
+        if not self.armed:
+            return
+        reason, self._reason = self._reason, None
+        if reason is not None:
+            raise reason
         raise TrialTimeout(f"no batch for {self.timeout_s:g} s")
 
 
@@ -137,3 +157,29 @@ def shutdown_iterator(iterator: Any, *, kill_first: bool = False) -> float:
         with contextlib.suppress(Exception):
             shutdown()
     return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class DeadWorker:
+    """A DataLoader worker that ended on its own: ``exitcode`` as multiprocessing gives it
+    (negative: killed by that signal), and the batches it had been given and not yet returned
+    to the main loop (it died loading one of them; the others may wait unread in the queue)."""
+
+    worker_id: int
+    pid: int | None
+    exitcode: int
+    batches: tuple[int, ...]
+
+
+def dead_workers(iterator: Any) -> list[DeadWorker]:
+    """Workers of a DataLoader iterator that have exited, each with its unreturned batches."""
+    tasks = getattr(iterator, "_task_info", {})
+    dead = []
+    for worker_id, worker in enumerate(getattr(iterator, "_workers", [])):
+        with contextlib.suppress(Exception):
+            code = worker.exitcode
+            if code is None:
+                continue
+            pending = [i for i, info in tasks.items() if len(info) == 1 and info[0] == worker_id]
+            dead.append(DeadWorker(worker_id, worker.pid, code, tuple(sorted(pending))))
+    return dead

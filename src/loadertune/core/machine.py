@@ -248,6 +248,51 @@ def shm_bytes(path: Path = Path("/dev/shm")) -> int | None:  # noqa: S108 - read
         return None
 
 
+# Batches in flight are warned about past this share of /dev/shm: the DataLoader is not its only
+# user (pin_memory, other jobs, tensors the step shares), and a full /dev/shm kills a worker
+# with a bus error instead of raising.
+SHM_WARN_SHARE = 0.5
+
+
+def shm_in_flight_bytes(workers: int, prefetch_factor: int, batch_bytes: int) -> int:
+    """Bytes of batches held in shared memory at once: each worker keeps ``prefetch_factor``
+    batches ready. Without workers nothing crosses a process boundary: 0."""
+    return workers * prefetch_factor * batch_bytes if workers else 0
+
+
+def shm_fix(in_flight_bytes: int) -> str:
+    """What to change when batches in flight do not fit in /dev/shm."""
+    suggested = max(1, math.ceil(2 * in_flight_bytes / 2**30))
+    return (
+        "use fewer workers or a lower prefetch_factor, or enlarge /dev/shm "
+        f"(docker run --shm-size={suggested}g; on Kubernetes an emptyDir volume with "
+        "medium: Memory at /dev/shm)"
+    )
+
+
+def shm_warning(
+    workers: int, prefetch_factor: int, batch_bytes: int, shm_total_bytes: int | None
+) -> str | None:
+    """A warning with its fix when batches in flight would fill more than
+    :data:`SHM_WARN_SHARE` of /dev/shm (``shm_total_bytes``; ``None``: no /dev/shm to check).
+
+    >>> print(shm_warning(4, 2, 12 * 2**20, 64 * 2**20))  # doctest: +ELLIPSIS
+    batches in flight need ~96.0 MiB of shared memory (4 workers x ...), more than half of ...
+    """
+    in_flight = shm_in_flight_bytes(workers, prefetch_factor, batch_bytes)
+    if shm_total_bytes is None or in_flight <= SHM_WARN_SHARE * shm_total_bytes:
+        return None
+    return (
+        f"batches in flight need ~{_mib(in_flight)} of shared memory ({workers} workers x "
+        f"prefetch_factor {prefetch_factor} x {_mib(batch_bytes)} per batch), more than half "
+        f"of /dev/shm ({_mib(shm_total_bytes)}): {shm_fix(in_flight)}"
+    )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
 def _torch_facts() -> tuple[str, bool]:
     import torch
 

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from loadertune.core import stats
+from loadertune.core.advice import findings
 from loadertune.core.config import LoaderConfig
+from loadertune.core.explanation import result_verdict
 from loadertune.core.trial import Trial
+from loadertune.core.verdict import Bottleneck, config_bottleneck, trial_bottleneck
 
 SCHEMA = "loadertune.result"
 VERSION = 1
@@ -68,6 +71,11 @@ class Summary:
         return stats.spread([v for v in values if v is not None])
 
     @property
+    def bottleneck(self) -> Bottleneck | None:
+        """What limits this config (input, compute, startup or transfer), from its repeats."""
+        return config_bottleneck(self.trials, self.epochs)
+
+    @property
     def errors(self) -> list[str]:
         return [str(t.error) for t in self.trials if t.error is not None]
 
@@ -80,6 +88,7 @@ class Summary:
             "failed_repeats": len(self.trials) - len(self.ok_trials),
             **{name: _spread_dict(self.figure(name)) for name in SUMMARY_FIGURES},
             "planned_s": _spread_dict(self.planned_s),
+            "bottleneck": _bottleneck_dict(self.bottleneck),
             "errors": self.errors,
         }
 
@@ -106,6 +115,7 @@ class Result:
     interrupted: bool = False
     pick: LoaderConfig | None = None  # set by a search; else the best is the lowest median
     tuning: dict[str, Any] | None = None  # what the search did, JSON-ready
+    diagnosis: dict[str, Any] | None = None  # headroom and batch probes (core/diagnose.py)
 
     @property
     def epochs(self) -> int:
@@ -134,6 +144,16 @@ class Result:
     def failed_trials(self) -> list[Trial]:
         return [t for t in self.trials if not t.ok]
 
+    @property
+    def verdict(self) -> dict[str, Any] | None:
+        """What limits the pick, in one plain sentence with its figures; the headroom left."""
+        return result_verdict(self)
+
+    @property
+    def advice(self) -> list[dict[str, Any]]:
+        """Findings, each with its fix and the measurement behind it."""
+        return findings(self)
+
     def to_dict(self) -> dict[str, Any]:
         best = self.best
         return {
@@ -146,9 +166,18 @@ class Result:
             "workload": self.workload,
             "settings": self.settings,
             "best": best.to_dict() if best else None,
+            "verdict": self.verdict,
+            "advice": self.advice,
+            "diagnosis": self.diagnosis,
             "tuning": self.tuning,
             "summary": [s.to_dict() for s in self.summaries()],
-            "trials": [t.to_dict() for t in self.trials],
+            "trials": [self._trial_dict(t) for t in self.trials],
+        }
+
+    def _trial_dict(self, trial: Trial) -> dict[str, Any]:
+        return {
+            **trial.to_dict(),
+            "bottleneck": _bottleneck_dict(trial_bottleneck(trial, self.epochs)),
         }
 
     @classmethod
@@ -167,6 +196,7 @@ class Result:
             interrupted=doc.get("interrupted", False),
             pick=_pick_of(doc),
             tuning=doc.get("tuning"),
+            diagnosis=doc.get("diagnosis"),
         )
 
     def save(self, path: str | Path) -> None:
@@ -204,6 +234,10 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _bottleneck_dict(value: Bottleneck | None) -> dict[str, Any] | None:
+    return value.to_dict() if value is not None else None
 
 
 def _spread_dict(value: stats.Spread | None) -> dict[str, float] | None:

@@ -4,6 +4,7 @@ times, and always shut the workers down, whatever the user's code did."""
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -14,7 +15,9 @@ from loadertune.core import guard, stats
 from loadertune.core.config import LoaderConfig
 from loadertune.core.cpu import tree_cpu_seconds
 from loadertune.core.errors import TrialTimeout
+from loadertune.core.machine import shm_bytes, shm_warning
 from loadertune.core.memory import MemorySampler
+from loadertune.core.memwatch import MemoryLimitExceeded, MemoryWatch, WatchPlan
 from loadertune.core.probe import IndexRecorder, ProbedBatch
 from loadertune.core.trial import FAILED, Trial, TrialError
 from loadertune.core.workload import Workload
@@ -32,21 +35,27 @@ Clock = Callable[[], float]
 # the trial on a 2-core machine. So memory is read only where no clock runs: before iter(), at
 # the pause before the epoch's final next() (workers alive, the epoch's growth done), and at the
 # end of a cut-short trial (before its workers are stopped). A transient peak mid-epoch can be
-# missed; growth over the epoch is not.
+# missed; growth over the epoch is not. Within the window only a cheap reading runs, every 0.1 s:
+# the memory limit's watch (memwatch.py), which reads PSS only to confirm a stop.
 
 
 @dataclass(frozen=True)
 class TrialLimits:
     """How long a trial may run: ``budget_s`` after its first batch before cutting the epoch
     short (once enough batches were seen to estimate the rest; never past ``HARD_CAP_FACTOR``
-    times the budget), ``timeout_s`` without any batch before failing."""
+    times the budget), ``timeout_s`` without any batch before failing. With
+    ``max_memory_bytes`` a trial is stopped when the memory of the main process and its workers
+    passes it, or is heading past it by the end of the epoch (``None``: no limit)."""
 
     budget_s: float = 10.0
     timeout_s: float = 60.0
+    max_memory_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.budget_s <= 0 or self.timeout_s <= 0:
             raise ValueError(f"trial budget and timeout must be > 0, got {self}")
+        if self.max_memory_bytes is not None and self.max_memory_bytes <= 0:
+            raise ValueError(f"max_memory_bytes must be > 0, got {self.max_memory_bytes!r}")
 
 
 class TrialInterrupted(KeyboardInterrupt):
@@ -78,50 +87,99 @@ def run_trial(
     *,
     repeat: int = 0,
     clock: Clock = time.perf_counter,
+    shm_total: Callable[[], int | None] = shm_bytes,
 ) -> Trial:
     """Measure ``config`` on ``workload`` once. Failures are recorded in the trial, not raised;
-    KeyboardInterrupt is recorded and re-raised. No worker outlives the call."""
+    KeyboardInterrupt is recorded and re-raised. No worker outlives the call. ``shm_total``
+    gives the size of /dev/shm in bytes (batches in flight are checked against it)."""
     epoch_batches = workload.epoch_batches()
     budget = workload.batch_budget if epoch_batches is None else epoch_batches
     trial = Trial(config, repeat, budget)
     recorder = IndexRecorder([])
     before = guard.child_pids()
     sampler = MemorySampler(background=False)  # reads outside the clock only (see above)
+    plan = WatchPlan(limits.max_memory_bytes, budget, config.in_flight_batches)
+    watch = MemoryWatch(plan, lambda: trial.batches)
+    shm_total_bytes = shm_total()
     iterator: Any = None
-    saved = _TorchState.save()
+    saved = TorchState.save()
     start = clock()
     try:
-        with guard.Watchdog(limits.timeout_s) as watchdog, sampler, _quiet_torch():
+        with guard.Watchdog(limits.timeout_s) as watchdog, sampler, watch, _quiet_torch():
             loader = workload.build_loader(config, recorder)
             cpu_before = _cpu_now()  # read before the clock: a scan of the process table
+            watch.arm(_first_sample(sampler))
             start = clock()
             trial.cpu.append((0.0, cpu_before))
             iterator = iter(loader)
+            # after iter(), so no thread of ours runs while the workers are forked
+            watch.start(watchdog.stop, _tree_pids(iterator))
             guard.check_interrupt()
             loop = _Loop(trial, workload, limits, clock, start, epoch_batches is None, sampler)
-            loop.run(iterator, watchdog)
+            loop.run(iterator, watchdog, watch, shm_total_bytes)
             _count_samples_from_indices(trial, recorder)  # before a second epoch resets it
+            trial.handed_s = _handed_since(recorder, start)  # ... and so are these
             if not trial.complete:
                 trial.cpu.append((_us(clock() - loop.start), _cpu_now()))
             if config.persistent_workers and workload.epochs > 1:
                 trial.warm_startup_s = _us(_warm_startup_s(loader, clock))
+        _raise_if_stopped(watch)  # decided as the loop ended, with no signal to deliver it
     except KeyboardInterrupt as exc:
         guard.clear_interrupt()
         trial.status, trial.error = FAILED, TrialError("interrupted", "interrupted by the user")
         raise TrialInterrupted(trial) from exc
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything; we report it
-        trial.status, trial.error = FAILED, _explain(exc, trial, workload, recorder)
+        # A stop wins: a worker that died of the same memory, or what was raised as the stop
+        # landed, is not the cause.
+        cause = MemoryLimitExceeded(watch.stopped) if watch.stopped else exc
+        scene = _Scene(workload, recorder, guard.dead_workers(iterator), shm_total_bytes)
+        trial.status, trial.error = FAILED, _explain(cause, trial, scene)
     finally:
         trial.shutdown_s = _us(guard.shutdown_iterator(iterator, kill_first=not trial.ok))
         guard.reap_children(before)
         saved.restore()
-        trial.trim()
-        trial.round_raw()
-        trial.handed_s = [_us(t - start) for t in recorder.handed_s]
-        trial.memory = [(_us(t - start), b) for t, b in sampler.samples]
-        trial.memory_metric = sampler.metric
+        _keep_raw(trial, start, recorder, sampler, watch)
         _count_samples_from_indices(trial, recorder)
     return trial
+
+
+def _keep_raw(
+    trial: Trial,
+    start: float,
+    recorder: IndexRecorder,
+    sampler: MemorySampler,
+    watch: MemoryWatch,
+) -> None:
+    """Into the trial, in seconds since ``start``: what the probes recorded beside the loop."""
+    trial.trim()
+    trial.round_raw()
+    if not trial.handed_s:  # not kept yet: the trial ended before its epoch did
+        trial.handed_s = _handed_since(recorder, start)
+    trial.memory = [(_us(t - start), b) for t, b in sampler.samples]
+    trial.memory_metric = sampler.metric
+    trial.memory_watch = [(_us(t - start), n, b) for t, n, b in watch.samples]
+
+
+def _handed_since(recorder: IndexRecorder, start: float) -> list[float]:
+    return [_us(t - start) for t in recorder.handed_s]
+
+
+def _first_sample(sampler: MemorySampler) -> tuple[int, str] | None:
+    """The memory read as the trial began (before the loader existed), if the read worked."""
+    samples = sampler.samples
+    return (samples[0][1], sampler.metric) if samples else None
+
+
+def _tree_pids(iterator: Any) -> Callable[[], list[int]]:
+    """This process and the iterator's workers: whose page faults bound the trial's growth."""
+    workers = [w.pid for w in getattr(iterator, "_workers", []) if w.pid]
+    pids = [os.getpid(), *workers]
+    return lambda: pids
+
+
+def _raise_if_stopped(watch: MemoryWatch) -> None:
+    if watch.stopped is not None:
+        raise MemoryLimitExceeded(watch.stopped)
 
 
 def _count_samples_from_indices(trial: Trial, recorder: IndexRecorder) -> None:
@@ -135,7 +193,7 @@ def _count_samples_from_indices(trial: Trial, recorder: IndexRecorder) -> None:
 
 
 @dataclass(frozen=True)
-class _TorchState:
+class TorchState:
     """What a trial may disturb in the user's process: the shuffle seeds drawn from torch's
     global RNG, and the intra-op thread count."""
 
@@ -143,7 +201,7 @@ class _TorchState:
     threads: int
 
     @classmethod
-    def save(cls) -> _TorchState:
+    def save(cls) -> TorchState:
         import torch
 
         return cls(torch.random.get_rng_state(), torch.get_num_threads())
@@ -185,8 +243,15 @@ class _Loop:
         """Whether batch sizes must be read off the batches (else the sampler records them)."""
         return self.by_budget or not self.trial.config.in_order
 
-    def run(self, iterator: Any, watchdog: guard.Watchdog) -> None:
-        """Consume batches until the epoch ends or the trial has seen enough."""
+    def run(
+        self,
+        iterator: Any,
+        watchdog: guard.Watchdog,
+        watch: MemoryWatch,
+        shm_total_bytes: int | None = None,
+    ) -> None:
+        """Consume batches until the epoch ends or the trial has seen enough; stop at once when
+        the memory watch says so."""
         step, clock = self.workload.step, self.clock
         last_reset = clock()
         while True:
@@ -205,6 +270,10 @@ class _Loop:
                 _run_step(step, item.batch, self.trial.batches)
             ended = clock()
             self._record(item, requested, ready, ended)
+            if watch.stopped is not None:  # the signal was caught by user code, or not sent
+                raise MemoryLimitExceeded(watch.stopped)
+            if self.trial.batch_bytes is None:
+                self._first_batch(item.batch, shm_total_bytes)
             if ended - last_reset > self.limits.timeout_s * WATCHDOG_RESET_SHARE:
                 watchdog.reset()
                 guard.check_interrupt()
@@ -221,6 +290,17 @@ class _Loop:
         self.sampler.sample()
         self.start += self.clock() - paused
 
+    def _first_batch(self, batch: Any, shm_total_bytes: int | None) -> None:
+        """Bytes per batch, from the first, and whether the batches in flight fit in /dev/shm."""
+        trial, config = self.trial, self.trial.config
+        trial.batch_bytes = tensor_bytes(batch)
+        if not config.num_workers:
+            return
+        prefetch = config.in_flight_batches // config.num_workers
+        warning = shm_warning(config.num_workers, prefetch, trial.batch_bytes, shm_total_bytes)
+        if warning is not None:
+            trial.warnings.append(warning)
+
     def _record(self, item: ProbedBatch, requested: float, ready: float, ended: float) -> None:
         """Four times and the producer, per batch; rounding waits for the end (hot path)."""
         trial, start = self.trial, self.start
@@ -229,7 +309,7 @@ class _Loop:
         trial.step_end_s.append(ended - start)
         trial.done_s.append(item.done_s - start)
         trial.worker_id.append(item.worker_id)
-        trial.n_samples.append(_batch_len(item.batch) if self.count_samples else 0)
+        trial.n_samples.append(batch_len(item.batch) if self.count_samples else 0)
 
     def _should_stop(self, elapsed_s: float) -> bool:
         trial = self.trial
@@ -256,7 +336,7 @@ class StepError(Exception):
 def _run_step(step: Callable[[Any], Any], batch: Any, number: int) -> None:
     try:
         step(batch)
-    except (KeyboardInterrupt, TrialTimeout):
+    except (KeyboardInterrupt, TrialTimeout, MemoryLimitExceeded):
         raise
     except Exception as exc:
         raise StepError(exc, number) from exc
@@ -279,7 +359,7 @@ def _warm_startup_s(loader: Any, clock: Clock) -> float:
     return clock() - begin
 
 
-def _batch_len(batch: Any) -> int:
+def batch_len(batch: Any) -> int:
     """Samples in a batch: the leading size of its first tensor, found recursively."""
     size = _leading_size(batch)
     return size if size is not None else 1
@@ -300,9 +380,37 @@ def _leading_size(obj: Any) -> int | None:
     return None
 
 
-def _explain(
-    exc: BaseException, trial: Trial, workload: Workload, recorder: IndexRecorder
-) -> TrialError:
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors (and arrays) in a batch, found recursively through dicts, lists,
+    tuples and named tuples; anything else counts 0."""
+    nbytes = getattr(obj, "nbytes", None)
+    if isinstance(nbytes, int) and hasattr(obj, "shape"):
+        return nbytes
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(tensor_bytes(item) for item in obj)
+    return 0
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """What a failure is explained with, beside the exception and the trial."""
+
+    workload: Workload
+    recorder: IndexRecorder
+    dead: list[guard.DeadWorker]
+    shm_total_bytes: int | None
+
+
+def _explain(exc: BaseException, trial: Trial, scene: _Scene) -> TrialError:
     from loadertune.core.failures import explain
 
-    return explain(exc, trial, workload, recorder)
+    return explain(
+        exc,
+        trial,
+        scene.workload,
+        scene.recorder,
+        dead=scene.dead,
+        shm_total_bytes=scene.shm_total_bytes,
+    )

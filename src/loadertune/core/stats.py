@@ -136,6 +136,20 @@ def data_wait_fraction(times: BatchTimes, first_batch: int = 0) -> float | None:
     return sum(waits) / total if total > 0 else None
 
 
+def transit_share(times: BatchTimes, first_batch: int = 1) -> float | None:
+    """Share of the main loop's waiting spent on batches already made: from the later of the
+    request and the producer's stamp to the batch's arrival. High when passing a batch from a
+    worker (pickling, shared memory, the queue) costs more than making it. From ``first_batch``
+    on (the first batch carries the workers' startup); None without any waiting.
+    """
+    waits = transit = 0.0
+    for k in range(first_batch, len(times)):
+        request, ready, done = times.request_s[k], times.ready_s[k], times.done_s[k]
+        waits += ready - request
+        transit += max(ready - max(done, request), 0.0)
+    return transit / waits if waits > 0 else None
+
+
 def mean_batch_samples(times: BatchTimes, first_batch: int = 0) -> float | None:
     """Mean samples per batch from ``first_batch`` on (the last batch may be short)."""
     sizes = times.n_samples[first_batch:] or times.n_samples

@@ -20,7 +20,9 @@ FAILED = "failed"
 
 @dataclass
 class TrialError:
-    """Why a trial failed: ``kind`` is exception, step, timeout, worker_died or interrupted."""
+    """Why a trial failed. ``kind`` is exception, step, timeout, unpicklable, worker_died, shm
+    (a worker died of a full /dev/shm), memory (stopped at or before the memory limit) or
+    interrupted."""
 
     kind: str
     message: str
@@ -43,6 +45,10 @@ class Trial:
     Times are seconds since ``iter(loader)`` was called. ``epoch_batches`` is the batches in a
     full epoch (or the batch budget for a dataset without length); ``complete`` says whether the
     whole epoch ran, in which case ``end_s`` is when the loop ended (after StopIteration).
+    ``memory_watch`` holds the cheap readings taken during the trial, ``(t, batches consumed,
+    bytes)``: PSS before ``iter()`` plus the growth since (see :mod:`memwatch`).
+    ``batch_bytes`` is the tensor bytes of the first batch; ``warnings`` say what to change,
+    each with its figures.
     """
 
     config: LoaderConfig
@@ -64,6 +70,9 @@ class Trial:
     memory: list[tuple[float, int]] = field(default_factory=list)
     memory_metric: str = "pss"
     cpu: list[tuple[float, float]] = field(default_factory=list)
+    memory_watch: list[tuple[float, int, int]] = field(default_factory=list)
+    batch_bytes: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def trim(self) -> None:
         """Cut the per-batch lists to their common length (an interrupt can land mid-record)."""
@@ -192,6 +201,8 @@ class Trial:
             "handed_s": _us(self.handed_s),
             "memory": [[round(t, 6), b] for t, b in self.memory],
             "cpu": [[round(t, 6), round(c, 4)] for t, c in self.cpu],
+            "memory_watch": [[round(t, 6), n, b] for t, n, b in self.memory_watch],
+            "batch_bytes": self.batch_bytes,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,6 +215,7 @@ class Trial:
             "error_kind": self.error.kind if self.error else None,
             "epoch_batches": self.epoch_batches,
             "complete": self.complete,
+            "warnings": list(self.warnings),
             **self.figures(),
             "raw": self.raw(),
         }
@@ -234,6 +246,9 @@ class Trial:
             memory=[(t, b) for t, b in raw.get("memory", [])],
             memory_metric=doc.get("memory_metric", "pss"),
             cpu=[(t, c) for t, c in raw.get("cpu", [])],
+            memory_watch=[(t, n, b) for t, n, b in raw.get("memory_watch", [])],
+            batch_bytes=raw.get("batch_bytes"),
+            warnings=list(doc.get("warnings", [])),
         )
 
 

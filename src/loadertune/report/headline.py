@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from loadertune.core import units
 from loadertune.core.result import Result, Summary
-from loadertune.report import units
 
 
 def headline_lines(result: Result) -> list[str]:

@@ -7,9 +7,10 @@ from typing import Literal
 from rich import box
 from rich.table import Table
 
+from loadertune.core import units
 from loadertune.core.result import Result, Summary
 from loadertune.core.stats import Spread
-from loadertune.report import units
+from loadertune.core.verdict import Bottleneck
 
 Justify = Literal["left", "right"]
 
@@ -44,6 +45,7 @@ def caption(result: Result) -> str:
     if any(not t.epoch_measured for s in summaries for t in s.ok_trials):
         parts.append("~ measured until the trial budget, the rest of the epoch at the steady rate")
     parts.append("steady/s: samples per second once started")
+    parts.append("limit: what bounds the config (! highly; see the verdict)")
     return "; ".join(parts)
 
 
@@ -74,6 +76,7 @@ def _columns(epochs: int, epoch_name: str = "epoch") -> list[tuple[str, Justify]
         ("startup", "right"),
         ("wait", "right"),
         ("peak mem", "right"),
+        ("limit", "left"),
     ]
     return columns
 
@@ -93,8 +96,16 @@ def _row(summary: Summary, marked: bool, epochs: int) -> list[str]:
         units.seconds(_median(summary, "startup_s")),
         units.percent(_median(summary, "data_wait_fraction")),
         units.size(_median(summary, "peak_memory_bytes")),
+        _limit(summary.bottleneck),
     ]
     return row
+
+
+def _limit(verdict: Bottleneck | None) -> str:
+    """The bottleneck, short: ``input!`` highly, ``input`` moderately, else its kind."""
+    if verdict is None:
+        return "-"
+    return verdict.kind + ("!" if verdict.degree == "highly" else "")
 
 
 def _failed_row(summary: Summary, epochs: int) -> list[str]:

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from loadertune.core.config import LoaderConfig
 from loadertune.core.result import Summary
+from loadertune.core.verdict import IDLE_CPU_SHARE, INPUT_MODERATELY
 
-INPUT_BOUND_WAIT = 0.05  # TensorFlow's "moderately input-bound": >= 5% of step time waiting
-IDLE_CPU_SHARE = 0.8  # below this share of usable CPUs busy, workers are mostly waiting (I/O)
+INPUT_BOUND_WAIT = INPUT_MODERATELY  # the verdict's "moderately input-bound": >= 5% waiting
 
 
 @dataclass(frozen=True)

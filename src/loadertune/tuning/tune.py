@@ -27,6 +27,8 @@ TRIAL_BUDGET_BOUNDS_S = (0.5, 5.0)  # ... within these bounds
 CONTENDER_BAND = 0.10  # configs within 10% of the fastest are measured again ...
 CONFIRM_REPEATS = 3  # ... up to this many runs each, interleaved, as the budget allows
 EXPLORE_SHARE = 0.75  # exploring stops here; the rest of the budget confirms the contenders
+SEARCH_SHARE = 0.9  # ... and the last tenth is kept for the pick's diagnosis (headroom, probes)
+DIAGNOSIS_EXTRA_S = 1.5  # the diagnosis beyond its loader-alone trial: step alone, batch probes
 MIN_TIMEOUT_S = 1.0  # a trial's no-batch timeout never drops below this, however little is left
 FIRST_TRIAL_FACTOR = 2.0  # until a trial has run, assume one takes twice the trial budget
 
@@ -97,18 +99,26 @@ def tune(
     """
     if budget_s <= 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s!r}")
-    limits = TrialLimits(budget_s=trial_budget_s(budget_s), timeout_s=trial_timeout_s)
-    result = new_result(
-        workload, {"budget_s": budget_s, "trial_budget_s": limits.budget_s}, command
+    limits = TrialLimits(
+        budget_s=trial_budget_s(budget_s),
+        timeout_s=trial_timeout_s,
+        max_memory_bytes=max_memory_bytes,  # a trial heading over it is stopped mid-epoch
     )
+    settings = {
+        "budget_s": budget_s,
+        "trial_budget_s": limits.budget_s,
+        "max_memory_bytes": max_memory_bytes,
+    }
+    result = new_result(workload, settings, command)
     runner = TrialRunner(result, workload, limits, on_trial, json_path)
     search = _Search(workload, result, runner, Budget(budget_s, started=started), max_memory_bytes)
     if isinstance(strategy, str):
         strategy = make_strategy(strategy, workload, result, max_workers)
     search.explore(strategy, EXPLORE_SHARE)
     search.confirm()
-    search.explore(strategy, 1.0)  # what the contenders left of the budget
+    search.explore(strategy, SEARCH_SHARE)  # what the contenders left of the search's share
     search.conclude(strategy)
+    search.diagnose()
     return result
 
 
@@ -193,7 +203,7 @@ class _Search:
             return
         for repeat in range(1, CONFIRM_REPEATS):
             for summary in contenders:
-                if not self.budget.fits(summary.config, self.runner.limits.budget_s):
+                if not self.budget.fits(summary.config, self.runner.limits.budget_s, SEARCH_SHARE):
                     return
                 self._measure(summary.config, repeat)
 
@@ -215,20 +225,9 @@ class _Search:
         )
         trial = self.runner.one(config, repeat, (len(self.result.trials), None), limits)
         self.budget.spent(config, self.budget.clock() - began)
-        reason = self._rejection(trial)
+        reason = rejection(trial, self.max_memory_bytes)
         if reason:
             self.rejected[config] = reason
-
-    def _rejection(self, trial: Trial) -> str | None:
-        if trial.error is not None and trial.error.kind == "unpicklable":
-            return f"skipped: {trial.error.message}"
-        if trial.error is not None and trial.error.kind == "timeout":
-            return "stopped: no batch before the budget ran out"
-        peak = trial.peak_memory_bytes
-        if self.max_memory_bytes and peak and peak > self.max_memory_bytes:
-            limit = _gib(self.max_memory_bytes)
-            return f"rejected: peak memory {_gib(peak)} over the limit of {limit}"
-        return None
 
     def conclude(self, strategy: Strategy) -> None:
         history = self.history()
@@ -236,6 +235,15 @@ class _Search:
         self.result.pick = chosen.chosen.config if chosen else None
         self.result.tuning = self._report(strategy, chosen, history)
         self.runner.save()
+
+    def diagnose(self) -> None:
+        """The pick's headroom and batch probes, if what is left of the budget fits them (the
+        loader-alone run is one more trial of the pick; the rest takes about a second)."""
+        pick = self.result.pick
+        budget_s = self.runner.limits.budget_s
+        if pick is None or not self.budget.fits(pick, budget_s + DIAGNOSIS_EXTRA_S):
+            return
+        self.runner.diagnose(loader_alone_s=budget_s)
 
     def _report(self, strategy: Strategy, chosen: Pick | None, history: History) -> dict[str, Any]:
         return {
@@ -251,6 +259,23 @@ class _Search:
             "next": self.next_config.to_kwargs() if self.next_config else None,
             "rejected": {c.label(): why for c, why in self.rejected.items()},
         }
+
+
+def rejection(trial: Trial, max_memory_bytes: int | None) -> str | None:
+    """Why the search must not pick ``trial``'s config again, or None: it cannot run here, it
+    gave no batch in time, or it was stopped at or before the memory limit, or its measured
+    peak passed the limit anyway."""
+    error = trial.error
+    if error is not None and error.kind == "unpicklable":
+        return f"skipped: {error.message}"
+    if error is not None and error.kind == "timeout":
+        return "stopped: no batch before the budget ran out"
+    if error is not None and error.kind == "memory":
+        return f"rejected: {error.message.removeprefix('stopped: ')}"
+    peak = trial.peak_memory_bytes
+    if max_memory_bytes and peak and peak > max_memory_bytes:
+        return f"rejected: peak memory {_gib(peak)} over the limit of {_gib(max_memory_bytes)}"
+    return None
 
 
 def _speedups(

@@ -1,0 +1,143 @@
+"""The verdict on a result, in plain sentences whose every figure was measured: what limits the
+pick, why configs with more workers lose, and the headroom left."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from loadertune.core import units
+from loadertune.core.verdict import COMPUTE, STARTUP, TRANSFER, Bottleneck
+
+if TYPE_CHECKING:
+    from loadertune.core.result import Result, Summary
+
+
+def result_verdict(result: Result) -> dict[str, Any] | None:
+    """The pick's bottleneck, one sentence on it, why more workers lose, and the headroom."""
+    best = result.best
+    verdict = best.bottleneck if best is not None else None
+    if best is None or verdict is None:
+        return None
+    sentences = [pick_sentence(best, verdict, _usable_cpus(result))]
+    loser = _more_workers(result, best)
+    if loser is not None:
+        sentences.append(why_slower(best, loser))
+    room = headroom(result)
+    if room is not None:
+        sentences.append(room["sentence"])
+    return {
+        "config": best.config.label(),
+        **verdict.to_dict(),
+        "sentence": " ".join(sentences),
+        "headroom": room,
+    }
+
+
+def pick_sentence(summary: Summary, verdict: Bottleneck, cpus: int | None = None) -> str:
+    """What limits ``summary``'s config, with its figures."""
+    label, wait = summary.config.label(), units.percent(verdict.wait_fraction)
+    if verdict.kind == STARTUP:
+        startup = summary.figure("startup_s")
+        return (
+            f"Startup-bound: at {label}, {units.percent(verdict.startup_share)} of the run passes "
+            f"before the first batch ({units.seconds(startup.median if startup else None)} to "
+            "start the workers); persistent_workers=True or fewer workers would cut it."
+        )
+    if verdict.kind == COMPUTE:
+        return (
+            f"Compute-bound: at {label} the step waits for data only {wait} of the time, so "
+            "faster loading cannot help; fewer workers may do as well."
+        )
+    if verdict.kind == TRANSFER:
+        return (
+            f"Transfer-bound ({verdict.degree}): at {label} the step waits for data {wait} of "
+            f"the time, {units.percent(verdict.transit_share)} of it for batches already made "
+            "and in transit from the workers; fewer workers, compact dtypes or batched fetching "
+            "(__getitems__) cut that."
+        )
+    where = " and loading runs in the main process" if not summary.config.num_workers else ""
+    return (
+        f"Input-bound ({verdict.degree}): at {label} the step waits for data {wait} of the "
+        f"time{where}.{_cpu_note(summary, cpus)}"
+    )
+
+
+def _cpu_note(summary: Summary, cpus: int | None) -> str:
+    busy = summary.figure("cpu_busy")
+    if not summary.config.num_workers or busy is None or cpus is None:
+        return ""
+    return f" The loader and step keep {busy.median:.1f} of {cpus} usable CPUs busy."
+
+
+def why_slower(best: Summary, other: Summary) -> str:
+    """Why ``other`` (more workers) loses to ``best``, from its own bottleneck."""
+    mine, theirs = _epoch(best), _epoch(other)
+    verdict = other.bottleneck
+    startup = other.figure("startup_s")
+    text = (
+        f"More workers do not help: {other.config.label()} takes {units.seconds(theirs)} per "
+        f"epoch ({theirs / mine:.2g}x the pick's)"
+    )
+    if startup is not None:
+        text += f", {units.seconds(startup.median)} of it before its first batch"
+    if verdict is None:
+        return text + "."
+    return f"{text}; {_reason(verdict)}."
+
+
+def _reason(verdict: Bottleneck) -> str:
+    if verdict.kind == STARTUP:
+        return f"startup-bound, {units.percent(verdict.startup_share)} of its run"
+    if verdict.kind == TRANSFER:
+        return (
+            f"transfer-bound: {units.percent(verdict.transit_share)} of its waiting is for "
+            "batches already made, in transit from the workers"
+        )
+    if verdict.kind == COMPUTE:
+        return "compute-bound: its step no longer waits, and its workers compete with it for CPU"
+    return f"still input-bound, waiting for data {units.percent(verdict.wait_fraction)} of the time"
+
+
+def headroom(result: Result) -> dict[str, Any] | None:
+    """The step alone against the pick: how much faster loading could still make the job."""
+    diagnosis = result.diagnosis or {}
+    alone = (diagnosis.get("step_alone") or {}).get("samples_per_s")
+    best = result.best
+    pick = best.figure("samples_per_s") if best is not None else None
+    if not alone or pick is None:
+        return None
+    loader = (diagnosis.get("loader_alone") or {}).get("samples_per_s")
+    share = pick.median / alone
+    sentence = (
+        f"The best possible here is about {units.rate(alone)} samples/s (the step alone on "
+        f"cached batches); the pick reaches {units.percent(share)}"
+    )
+    if loader:
+        sentence += f", and its loader alone makes {units.rate(loader)} samples/s"
+    return {
+        "best_possible_samples_per_s": alone,
+        "pick_samples_per_s": pick.median,
+        "pick_share": share,
+        "loader_alone_samples_per_s": loader,
+        "sentence": sentence + ".",
+    }
+
+
+def _more_workers(result: Result, best: Summary) -> Summary | None:
+    """The fastest config with more workers than the pick, if it is slower."""
+    more = [
+        s
+        for s in result.summaries()
+        if s.config.num_workers > best.config.num_workers and s.epoch_s is not None
+    ]
+    fastest = min(more, key=_epoch, default=None)
+    return fastest if fastest is not None and _epoch(fastest) > _epoch(best) else None
+
+
+def _epoch(summary: Summary) -> float:
+    return summary.epoch_s.median if summary.epoch_s else float("inf")
+
+
+def _usable_cpus(result: Result) -> int | None:
+    usable = (result.machine.get("cpus") or {}).get("usable")
+    return usable if isinstance(usable, int) else None

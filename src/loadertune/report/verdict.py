@@ -1,0 +1,35 @@
+"""The verdict, the headroom and the advice, as lines for the terminal and the report."""
+
+from __future__ import annotations
+
+from loadertune.core.result import Result
+
+
+def verdict_lines(result: Result) -> list[str]:
+    """One paragraph: what limits the pick, why more workers lose, the headroom."""
+    verdict = result.verdict
+    if verdict is None:
+        return []
+    return [f"Verdict: {verdict['sentence']}"]
+
+
+def advice_lines(result: Result) -> list[str]:
+    """Each finding with its fix, numbered; failed probes named so a gap is not silent."""
+    lines = []
+    for number, finding in enumerate(result.advice, start=1):
+        lines.append(f"{number}. {finding['finding']}")
+        lines.append(f"   Fix: {finding['fix']}")
+    errors = (result.diagnosis or {}).get("errors") or {}
+    lines += [f"(the {name.replace('_', ' ')} probe failed: {why})" for name, why in errors.items()]
+    return ["Advice:", *lines] if result.advice else lines
+
+
+def warning_lines(result: Result) -> list[str]:
+    """Each distinct trial warning once, with the configs it came from (it carries its fix)."""
+    seen: dict[str, list[str]] = {}
+    for trial in result.trials:
+        for warning in trial.warnings:
+            labels = seen.setdefault(warning, [])
+            if trial.config.label() not in labels:
+                labels.append(trial.config.label())
+    return [f"Warning ({', '.join(labels)}): {text}" for text, labels in seen.items()]
