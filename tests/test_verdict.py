@@ -164,3 +164,12 @@ def test_persistent_workers_are_advised_for_a_multi_epoch_run_that_never_tried_t
     workload = {**WORKLOAD, "epochs": 10}
     advice = findings(Result(machine=MACHINE, workload=workload, trials=trials))
     assert "persistent_workers" in [f["code"] for f in advice]
+
+
+def test_a_pick_as_fast_as_the_step_alone_is_said_to_run_at_its_speed() -> None:
+    rate = classic_like().summaries()[0].figure("samples_per_s")
+    assert rate is not None
+    verdict = classic_like({"step_alone": {"samples_per_s": rate.median * 0.9}}).verdict
+    assert verdict is not None  # the step alone measured slower than the pick: machine drift
+    assert "runs at about the speed of the step alone" in verdict["sentence"]
+    assert "reaches" not in verdict["sentence"]

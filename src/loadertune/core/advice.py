@@ -133,8 +133,9 @@ def _step_bound(result: Result, best: Summary) -> dict[str, Any] | None:
         return None
     return _finding(
         "step_bound",
-        f"The pick reaches {units.percent(room['pick_share'])} of the step alone "
-        f"({units.rate(room['best_possible_samples_per_s'])} samples/s): loading is no longer "
+        f"The pick runs at {units.percent(room['pick_share'])} of the speed of the step alone "
+        f"on cached batches ({units.rate(room['pick_samples_per_s'])} against "
+        f"{units.rate(room['best_possible_samples_per_s'])} samples/s): loading is no longer "
         "the limit.",
         "To go faster, speed up the step itself (a larger batch, mixed precision, "
         "torch.compile), not the loader.",
