@@ -38,6 +38,7 @@ SECTION = "## Tune vs exhaustive grid"
 GRID_MAX_WORKERS = 32
 TARGET_EPOCH_RATIO = 1.05
 TARGET_TIME_RATIO = 0.25
+TUNE_SHARE = 0.2  # tune's budget: at least this share of the grid round measured just before
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Outcome:
     epochs: dict[LoaderConfig, list[float]] = field(default_factory=dict)
     round_s: list[float] = field(default_factory=list)
     tune_s: float = 0.0
+    budget_s: float = 0.0
     pick: LoaderConfig | None = None
     tune_trials: int = 0
     stopped_by_budget: bool = False
@@ -135,7 +137,7 @@ def run_case(case: Case, rounds: int) -> Outcome:
         order = grid[r % len(grid) :] + grid[: r % len(grid)]
         outcome.round_s.append(sum(_timed(outcome, dataset, step, c, case) for c in order))
         if r == 0:
-            _tune(outcome, dataset, step)
+            _tune(outcome, dataset, step, max(case.budget_s, TUNE_SHARE * outcome.round_s[0]))
     if outcome.pick is not None and outcome.pick not in outcome.epochs:
         for _ in range(rounds):  # a pick with other knobs: time it the same way
             _timed(outcome, dataset, step, outcome.pick, case)
@@ -152,11 +154,12 @@ def _timed(
     return seconds
 
 
-def _tune(outcome: Outcome, dataset: Dataset[Any], step: Any) -> None:
+def _tune(outcome: Outcome, dataset: Dataset[Any], step: Any, budget_s: float) -> None:
     case = outcome.case
     workload = Workload(dataset, step=step, batch_size=case.batch_size, name=case.name)
     start = time.perf_counter()
-    result = tune(workload, budget_s=case.budget_s)
+    result = tune(workload, budget_s=budget_s)
+    outcome.budget_s = budget_s
     outcome.tune_s = time.perf_counter() - start
     outcome.pick = result.best.config if result.best else None
     outcome.tune_trials = len(result.trials)
@@ -179,7 +182,7 @@ def row(outcome: Outcome, usable_cpus: int) -> str:
     return (
         f"| {outcome.case.name} | {best.label()} {outcome.median(best):.3f} s | "
         f"{pick.label()} {outcome.median(pick):.3f} s {spread} | **{epoch_ratio:.3f}** | "
-        f"{outcome.tune_s:.1f} s ({outcome.tune_trials} trials{cut}) | "
+        f"{outcome.tune_s:.1f} s of {outcome.budget_s:.1f} s ({outcome.tune_trials} trials{cut}) | "
         f"{grid_s:.1f} s | **{time_ratio:.2f}** | {gains[0]:.2f}x | {gains[1]:.2f}x |"
     )
 
@@ -196,7 +199,7 @@ def section(outcomes: list[Outcome], argv: list[str], rounds: int) -> str:
     cpus = facts.cpus.usable
     head = (
         "| workload | grid best (median epoch) | tune's pick (median epoch, ±half range) | "
-        "pick / grid best | tune wall | grid wall (1 round) | tune / grid | "
+        "pick / grid best | tune wall of budget | grid wall (1 round) | tune / grid | "
         f"pick vs w={cpus} (one per CPU) | pick vs w={max(cpus - 1, 0)} (Lightning) |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )
@@ -209,8 +212,9 @@ def section(outcomes: list[Outcome], argv: list[str], rounds: int) -> str:
         f"{facts.total_memory_bytes / 2**30:.1f} GiB, Python {facts.python_version}, "
         f"torch {facts.torch_version}.\n\n"
         f"Grid: whole epochs timed by hand at num_workers {worker_grid(GRID_MAX_WORKERS)}, "
-        f"{rounds} interleaved rounds (medians); `tune` (adaptive, default settings, the budget "
-        "shown) ran between the first and second rounds. Epoch ratios are medians of "
+        f"{rounds} interleaved rounds (medians); `tune` (adaptive, default settings) ran "
+        f"between the first and second rounds with a budget of {TUNE_SHARE:.0%} of the first "
+        "round's wall time (at least the case's own minimum). Epoch ratios are medians of "
         "hand-timed whole epochs, never tune's own figures. Targets: pick / grid best <= "
         f"{TARGET_EPOCH_RATIO}, tune / grid <= {TARGET_TIME_RATIO}.\n\n"
         f"{head}\n{rows}\n"
@@ -221,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # on purpose
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small datasets, 1 round, print only")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved grid rounds (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved grid rounds (default 3)")
     parser.add_argument("--only", help="run only the workload whose name contains this")
     args = parser.parse_args(argv)
     rounds = 1 if args.quick else args.rounds

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from datasets import Rows, sum_step
 from fakes import Measured, summaries
 from loadertune import LoaderConfig as C
+from loadertune import Workload, tune
 from loadertune.tuning.adaptive import Adaptive
 from loadertune.tuning.history import History
 from loadertune.tuning.pick import noise_band, pick
@@ -144,3 +146,10 @@ def test_budget_predicts_a_trial_from_the_nearest_worker_count() -> None:
     assert budget.predict_s(C(16), 1.0) == 2.0 and budget.fits(C(16), 1.0)
     assert not budget.fits(C(16), 1.0, share=0.75)
     assert budget.predict_s(C(4), 1.0) == 2.0  # a tie goes to the larger count
+
+
+def test_tune_diagnoses_its_pick_when_the_budget_leaves_time() -> None:
+    result = tune(Workload(Rows(64), step=sum_step, batch_size=8), budget_s=30, max_workers=0)
+    assert result.pick == C(0)
+    assert result.diagnosis is not None and result.diagnosis["config"] == "w=0"
+    assert result.verdict is not None and "diagnosis" not in (result.tuning or {})

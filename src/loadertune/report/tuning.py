@@ -47,6 +47,8 @@ def _budget_line(tuning: dict[str, Any]) -> str:
     line = f"Search: {tuning.get('strategy')}, {spent:.1f} s of {budget:g} s"
     if tuning.get("stopped_by_budget"):
         line += f"; the budget cut it short: next it would try {_label(tuning.get('next'))}"
+    if tuning.get("diagnosis"):
+        line += "; no time was left to diagnose the pick (headroom, batch probes)"
     return line + "."
 
 

@@ -239,9 +239,13 @@ class _Search:
     def diagnose(self) -> None:
         """The pick's headroom and batch probes, if what is left of the budget fits them (the
         loader-alone run is one more trial of the pick; the rest takes about a second)."""
-        pick = self.result.pick
-        budget_s = self.runner.limits.budget_s
-        if pick is None or not self.budget.fits(pick, budget_s + DIAGNOSIS_EXTRA_S):
+        pick, budget_s = self.result.pick, self.runner.limits.budget_s
+        if pick is None:
+            return
+        needed = self.budget.predict_s(pick, budget_s) + DIAGNOSIS_EXTRA_S
+        if self.budget.elapsed_s + needed > self.budget.total_s:
+            self.result.tuning = {**(self.result.tuning or {}), "diagnosis": "skipped: budget"}
+            self.runner.save()
             return
         self.runner.diagnose(loader_alone_s=budget_s)
 
