@@ -12,6 +12,7 @@ WORKLOAD = {
     "batch_size": 8,
     "epoch_batches": 20,
     "epochs": 1,
+    "step": "train_step",
     "loader_kwargs": {"batch_size": 8, "shuffle": True, "drop_last": False},
 }
 

@@ -173,3 +173,11 @@ def test_a_pick_as_fast_as_the_step_alone_is_said_to_run_at_its_speed() -> None:
     assert verdict is not None  # the step alone measured slower than the pick: machine drift
     assert "runs at about the speed of the step alone" in verdict["sentence"]
     assert "reaches" not in verdict["sentence"]
+
+
+def test_without_a_step_the_verdict_speaks_of_the_loader_alone() -> None:
+    result = classic_like()
+    result.workload = {**result.workload, "step": None}
+    verdict = result.verdict
+    assert verdict is not None and verdict["sentence"].startswith("No training step was given")
+    assert "at w=0 the loader delivers" in verdict["sentence"]

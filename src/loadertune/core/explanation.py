@@ -21,7 +21,10 @@ def result_verdict(result: Result) -> dict[str, Any] | None:
     verdict = best.bottleneck if best is not None else None
     if best is None or verdict is None:
         return None
-    sentences = [pick_sentence(best, verdict, _usable_cpus(result))]
+    if result.workload.get("step") is None:
+        sentences = [loader_only_sentence(best, _usable_cpus(result))]
+    else:
+        sentences = [pick_sentence(best, verdict, _usable_cpus(result))]
     loser = _more_workers(result, best)
     if loser is not None:
         sentences.append(why_slower(best, loser))
@@ -62,6 +65,17 @@ def pick_sentence(summary: Summary, verdict: Bottleneck, cpus: int | None = None
     return (
         f"Input-bound ({verdict.degree}): at {label} the step waits for data {wait} of the "
         f"time{where}.{_cpu_note(summary, cpus)}"
+    )
+
+
+def loader_only_sentence(summary: Summary, cpus: int | None) -> str:
+    """Without a step the loop only loads: every config is input-bound by construction, and
+    what matters is how fast the loader delivers."""
+    rate = summary.figure("samples_per_s")
+    return (
+        "No training step was given, so the loop only loads and waits for data all the time; "
+        f"at {summary.config.label()} the loader delivers "
+        f"{units.rate(rate.median if rate else None)} samples/s.{_cpu_note(summary, cpus)}"
     )
 
 
