@@ -71,10 +71,7 @@ def _verdict(result: Result) -> list[str]:
     verdict = result.verdict
     if verdict is None:
         return []
-    return [
-        "## Verdict",
-        f"**{verdict['kind']}-bound** ({verdict['config']}): {verdict['sentence']}",
-    ]
+    return ["## Verdict", verdict["sentence"]]
 
 
 def _advice(result: Result) -> list[str]:
