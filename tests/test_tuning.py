@@ -46,6 +46,15 @@ def test_io_bound_data_goes_far_above_the_core_count() -> None:
     assert 32 in counts  # and one step past the best, to see it stop helping
 
 
+def test_a_u_shaped_curve_is_refined_above_the_best_first_while_the_step_waits() -> None:
+    # 4 ms per sample: 8 beats 2 and 32 (startup), the bottom lies between 8 and 32
+    table = {0: (8.0, 0.99, 0.2), 2: (4.0, 0.99, 0.3), 8: (1.13, 0.9, 0.6), 32: (1.27, 0.9, 1.0)}
+    table |= {20: (0.94, 0.9, 0.9), 5: (1.6, 0.95, 0.5), 14: (0.94, 0.9, 0.8)}
+    tried = _search(Adaptive(usable_cpus=2, max_workers=64), table)
+    plain = [c.num_workers for c in tried if c == C(c.num_workers)]
+    assert plain[:5] == [0, 2, 8, 32, 20]  # between the best and the overshoot, not below
+
+
 def test_cpu_bound_data_steps_up_once_past_the_core_count_then_stops() -> None:
     # pure-Python work: CPUs saturated from 2 workers on, 4 workers do not help
     table = {0: (4.0, 0.9, 1.0), 1: (4.1, 0.9, 1.0), 2: (2.2, 0.6, 1.95), 4: (2.3, 0.6, 2.0)}
@@ -153,3 +162,8 @@ def test_tune_diagnoses_its_pick_when_the_budget_leaves_time() -> None:
     assert result.pick == C(0)
     assert result.diagnosis is not None and result.diagnosis["config"] == "w=0"
     assert result.verdict is not None and "diagnosis" not in (result.tuning or {})
+
+
+def test_max_workers_zero_never_tries_a_worker() -> None:
+    table = {0: (1.0, 0.9, 1.0)}
+    assert _search(Adaptive(usable_cpus=2, max_workers=0), table) == [C(0)]

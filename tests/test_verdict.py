@@ -181,3 +181,9 @@ def test_without_a_step_the_verdict_speaks_of_the_loader_alone() -> None:
     verdict = result.verdict
     assert verdict is not None and verdict["sentence"].startswith("No training step was given")
     assert "at w=0 the loader delivers" in verdict["sentence"]
+
+
+def test_more_workers_are_not_advised_when_none_were_tried() -> None:
+    trial = timed(0, 0.01, 0.001)
+    trial.cpu = [(0.0, 0.0), (trial.end_s or 1.0, 0.0)]  # a tick-quantised reading of nothing
+    assert findings(Result(machine=MACHINE, workload=WORKLOAD, trials=[trial])) == []

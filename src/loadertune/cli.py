@@ -20,8 +20,9 @@ EPILOG = """\
 TARGET is path/to/file.py:name or package.module:name, where name is a Dataset, a DataLoader,
 or a zero-argument callable returning one. A --step target is a function of one batch.
 
-exit codes: 0 success; 1 measured, but a trial failed or nothing usable was found;
-2 bad usage or target; 130 interrupted (what was measured is kept and printed)."""
+exit codes: 0 success; 1 measured, but a trial failed (tune: nothing usable was found;
+it searches around failed configs and lists them); 2 bad usage or target;
+130 interrupted (what was measured is kept and printed)."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -112,7 +112,9 @@ def _more_workers(result: Result, best: Summary) -> dict[str, Any] | None:
     most = max(s.config.num_workers for s in result.summaries())
     if verdict is None or verdict.kind != INPUT or verdict.degree != "highly":
         return None
-    if best.config.num_workers < most or busy is None or not cpus:
+    if not best.config.num_workers or best.config.num_workers < most:
+        return None  # without workers no worker waits: the main process loads
+    if busy is None or not cpus:
         return None
     if busy.median >= IDLE_CPU_SHARE * cpus:
         return None

@@ -117,6 +117,7 @@ def run_trial(
             guard.check_interrupt()
             loop = _Loop(trial, workload, limits, clock, start, epoch_batches is None, sampler)
             loop.run(iterator, watchdog, watch, shm_total_bytes)
+            _check_batch_count(trial, workload, epoch_batches)
             _count_samples_from_indices(trial, recorder)  # before a second epoch resets it
             trial.handed_s = _handed_since(recorder, start)  # ... and so are these
             if not trial.complete:
@@ -180,6 +181,29 @@ def _tree_pids(iterator: Any) -> Callable[[], list[int]]:
 def _raise_if_stopped(watch: MemoryWatch) -> None:
     if watch.stopped is not None:
         raise MemoryLimitExceeded(watch.stopped)
+
+
+def _check_batch_count(trial: Trial, workload: Workload, expected: int | None) -> None:
+    """Warn when a whole epoch delivered another number of batches than its length says: an
+    IterableDataset that does not split its work across workers repeats it in each, and one
+    whose ``__len__`` is wrong ends early (the configs then do unequal work)."""
+    if not trial.complete:
+        return
+    if expected is not None and trial.batches != expected and workload.is_iterable:
+        why = (
+            "each worker repeats the whole stream: split it with get_worker_info() in __iter__"
+            if trial.batches > expected and trial.config.num_workers > 1
+            else "the dataset's __len__ does not match what it yields"
+        )
+        trial.warnings.append(
+            f"the epoch delivered {trial.batches} batches where the loader's length says "
+            f"{expected}: {why}"
+        )
+    elif expected is None and trial.batches < workload.batch_budget:
+        trial.warnings.append(
+            f"the stream ended after {trial.batches} batches, before the --batches budget of "
+            f"{workload.batch_budget}: the figures are for that shorter run"
+        )
 
 
 def _count_samples_from_indices(trial: Trial, recorder: IndexRecorder) -> None:
@@ -336,7 +360,9 @@ class StepError(Exception):
 def _run_step(step: Callable[[Any], Any], batch: Any, number: int) -> None:
     try:
         step(batch)
-    except (KeyboardInterrupt, TrialTimeout, MemoryLimitExceeded):
+    except TrialTimeout as exc:  # the watchdog fired inside the step: the data is not to blame
+        raise TrialTimeout(f"the step did not return: {exc}") from exc
+    except (KeyboardInterrupt, MemoryLimitExceeded):
         raise
     except Exception as exc:
         raise StepError(exc, number) from exc

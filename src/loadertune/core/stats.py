@@ -139,15 +139,28 @@ def data_wait_fraction(times: BatchTimes, first_batch: int = 0) -> float | None:
 def transit_share(times: BatchTimes, first_batch: int = 1) -> float | None:
     """Share of the main loop's waiting spent on batches already made: from the later of the
     request and the producer's stamp to the batch's arrival. High when passing a batch from a
-    worker (pickling, shared memory, the queue) costs more than making it. From ``first_batch``
-    on (the first batch carries the workers' startup); None without any waiting.
+    worker (pickling, shared memory, the queue) costs more than making it, or when saturated
+    CPUs delay the hand-over. From ``first_batch`` on (the first batch carries the workers'
+    startup); None without any waiting.
     """
-    waits = transit = 0.0
-    for k in range(first_batch, len(times)):
-        request, ready, done = times.request_s[k], times.ready_s[k], times.done_s[k]
-        waits += ready - request
-        transit += max(ready - max(done, request), 0.0)
+    waits = sum(times.ready_s[k] - times.request_s[k] for k in range(first_batch, len(times)))
+    transit = sum(_transit(times, k) for k in range(first_batch, len(times)))
     return transit / waits if waits > 0 else None
+
+
+def transit_per_batch_s(times: BatchTimes, first_batch: int = 1) -> float | None:
+    """Mean seconds per batch that the main loop waited for a batch already made."""
+    count = len(times) - first_batch
+    return (
+        sum(_transit(times, k) for k in range(first_batch, len(times))) / count
+        if count > 0
+        else None
+    )
+
+
+def _transit(times: BatchTimes, k: int) -> float:
+    request, ready, done = times.request_s[k], times.ready_s[k], times.done_s[k]
+    return max(ready - max(done, request), 0.0)
 
 
 def mean_batch_samples(times: BatchTimes, first_batch: int = 0) -> float | None:

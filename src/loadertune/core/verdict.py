@@ -6,7 +6,9 @@
 - ``startup``: so much of the run passes before the first batch that starting the workers
   dominates.
 - ``transfer``: the step waits, but mostly for batches that were already made and are in
-  transit from the workers (pickling, shared memory, the queue): passing costs more than making.
+  transit from the workers (pickling, shared memory, the queue), and passing a batch takes at
+  least half as long as making it. (A short hand-over next to a long make, as when saturated
+  CPUs delay the hand-over of slow batches, is the loading's cost, so ``input``.)
 
 Pure functions of trials; the figures behind every verdict travel with it.
 """
@@ -18,13 +20,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from loadertune.core import stats
+from loadertune.core import stats, timeline
 from loadertune.core.trial import Trial
 
 INPUT_HIGHLY = 0.20  # TensorFlow profiler: "HIGHLY input-bound" at >= 20% of step time waiting
 INPUT_MODERATELY = 0.05  # ... "MODERATELY" at >= 5%; below that the wait is harness-level noise
 STARTUP_SHARE = 0.5  # startup-bound when at least half the planned run passes before batch 1
 TRANSIT_SHARE = 0.5  # transfer-bound when at least half the waiting is for batches already made
+TRANSIT_OVER_MAKE = 0.5  # ... and passing one takes at least half as long as a worker making it
 IDLE_CPU_SHARE = 0.8  # loader and step keep fewer CPUs busy than this share: workers wait (I/O)
 
 INPUT, COMPUTE, STARTUP, TRANSFER = "input", "compute", "startup", "transfer"
@@ -39,6 +42,8 @@ class Bottleneck:
     wait_fraction: float | None
     startup_share: float | None
     transit_share: float | None
+    transit_s: float | None = None  # mean per batch, waiting for batches already made
+    make_s: float | None = None  # median time a worker takes to make a batch
 
     @property
     def label(self) -> str:
@@ -62,9 +67,18 @@ def config_bottleneck(trials: Sequence[Trial], epochs: int = 1) -> Bottleneck | 
     startup = _median([startup_share(t, epochs) for t in ok])
     workers = ok[0].config.num_workers
     transit = _median([stats.transit_share(t.times) for t in ok]) if workers else None
-    kind = _kind(workers, wait, startup, transit)
+    transit_s = _median([stats.transit_per_batch_s(t.times) for t in ok]) if workers else None
+    make = _median([_median(timeline.make_s(t)) for t in ok]) if workers else None
+    passing = _passing_dominates(transit, transit_s, make)
+    kind = _kind(workers, wait, startup, passing)
     degree = _degree(wait) if kind in (INPUT, TRANSFER) else None
-    return Bottleneck(kind, degree, wait, startup, transit)
+    return Bottleneck(kind, degree, wait, startup, transit, transit_s, make)
+
+
+def _passing_dominates(share: float | None, transit_s: float | None, make: float | None) -> bool:
+    if share is None or share < TRANSIT_SHARE or transit_s is None:
+        return False
+    return make is None or transit_s >= TRANSIT_OVER_MAKE * make
 
 
 def startup_share(trial: Trial, epochs: int = 1) -> float | None:

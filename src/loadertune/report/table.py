@@ -44,7 +44,10 @@ def caption(result: Result) -> str:
     parts.append("* pick" if result.pick is not None else "* fastest")
     if any(not t.epoch_measured for s in summaries for t in s.ok_trials):
         parts.append("~ measured until the trial budget, the rest of the epoch at the steady rate")
-    parts.append("steady/s: samples per second once started")
+    parts.append(
+        "steady/s: samples per second once started (- where too few batches came past the "
+        "prefetch stock to measure it)"
+    )
     parts.append("limit: what bounds the config (! highly; see the verdict)")
     return "; ".join(parts)
 
@@ -92,13 +95,20 @@ def _row(summary: Summary, marked: bool, epochs: int) -> list[str]:
     if epochs > 1:
         row.append(units.seconds(_median_of(summary.planned_s)))
     row += [
-        units.rate(_median(summary, "samples_per_s")),
+        units.rate(_steady(summary)),
         units.seconds(_median(summary, "startup_s")),
         units.percent(_median(summary, "data_wait_fraction")),
         units.size(_median(summary, "peak_memory_bytes")),
         _limit(summary.bottleneck),
     ]
     return row
+
+
+def _steady(summary: Summary) -> float | None:
+    """The steady rate, unless a trial only had the consumer's side to go by with workers
+    running: then the prefetch stock drained into it and it would flatter the config."""
+    drained = any(t.rate is not None and t.rate.method == "consumption" for t in summary.ok_trials)
+    return None if drained and summary.config.num_workers else _median(summary, "samples_per_s")
 
 
 def _limit(verdict: Bottleneck | None) -> str:

@@ -6,6 +6,8 @@ from typing import Any
 
 from loadertune.core.result import Result
 
+FEW_CONFIGS = 4  # the anchors alone are three: fewer than this and nothing was searched
+
 RULE_NAMES = {
     "baseline": "the baseline",
     "one_per_cpu": "one worker per CPU",
@@ -29,6 +31,12 @@ def tuning_lines(result: Result) -> list[str]:
     if gains:
         lines.append("Speedup of the pick over " + "; ".join(gains) + ".")
     lines.append(_budget_line(tuning))
+    configs = len({t.config for t in result.trials})
+    if tuning.get("stopped_by_budget") and configs < FEW_CONFIGS:
+        lines.append(
+            f"Only {configs} configs fit in the budget, so the pick is rough: a larger --budget "
+            "lets the search look further (importing torch alone takes seconds)."
+        )
     lines += [f"  {label}: {why}" for label, why in (tuning.get("rejected") or {}).items()]
     return lines
 

@@ -6,9 +6,10 @@ on I/O, so more of them overlap more waiting: storage-bound data wants workers f
 core count), twice when CPUs are saturated (more processes than cores can still win a little by
 keeping the cores busy while the main process collates). It stops as soon as a step up does
 not win. When the step no longer waits it looks lower, for a cheaper count within noise. Gaps
-around the best are then halved. Last, at the best count: persistent workers (when several
-epochs are planned), a deeper prefetch and unordered delivery (when the step still waits),
-another start method, pinned memory (CUDA), and Lightning's rule (CPUs - 1) for the report.
+around the best are then halved, upward first while the step waits. Last, at the best count:
+persistent workers (when several epochs are planned), a deeper prefetch and unordered delivery
+(when the step still waits), another start method, pinned memory (CUDA), and Lightning's rule
+(CPUs - 1) for the report.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class Adaptive:
             return
         w, measured = best.config.num_workers, history.plain_workers()
         if w == 0:
-            yield LoaderConfig(1)
+            if self.max_workers >= 1:
+                yield LoaderConfig(1)
             return
         at_top = w == max(measured) and self._room_above(history, w)
         if at_top and input_bound(best):
@@ -77,7 +79,10 @@ class Adaptive:
             yield LoaderConfig(min(factor * w, self._ceiling(history)))
         if not input_bound(best) and w > 1:
             yield LoaderConfig(w // 2)
-        yield from (LoaderConfig(n) for n in _midpoints(w, measured))
+        points = _midpoints(w, measured)  # the side loading speed points to first: above
+        # while the step still waits (a U-shaped curve's bottom can lie between w and a
+        # climb that overshot), below when it no longer does
+        yield from (LoaderConfig(n) for n in (points[::-1] if input_bound(best) else points))
 
     def _room_above(self, history: History, w: int) -> bool:
         return w < self._ceiling(history)

@@ -1,0 +1,41 @@
+"""An epoch that delivers the wrong number of batches is flagged; a hung step is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from datasets import Rows
+from iterables import Short, Unsplit, hanging_step
+from loadertune import LoaderConfig, TrialLimits, Workload
+from loadertune.core.runner import run_trial
+
+LIMITS = TrialLimits(budget_s=30.0, timeout_s=20.0)
+
+
+@pytest.mark.workers
+def test_an_unsplit_iterable_dataset_is_flagged_with_workers() -> None:
+    trial = run_trial(Workload(Unsplit(), batch_size=4), LoaderConfig(2), LIMITS)
+    assert trial.ok and trial.batches == 16  # twice the 8 its length promises
+    (warning,) = trial.warnings
+    assert "16 batches where the loader's length says 8" in warning
+    assert "get_worker_info()" in warning
+
+
+def test_an_iterable_dataset_that_matches_its_length_is_not_flagged() -> None:
+    trial = run_trial(Workload(Unsplit(), batch_size=4), LoaderConfig(0), LIMITS)
+    assert trial.ok and trial.batches == 8 and trial.warnings == []
+
+
+def test_a_stream_that_ends_before_the_budget_is_flagged() -> None:
+    trial = run_trial(Workload(Short(), batch_size=4, batch_budget=50), LoaderConfig(0), LIMITS)
+    assert trial.ok and trial.batches == 3
+    assert any(
+        "ended after 3 batches, before the --batches budget of 50" in w for w in trial.warnings
+    )
+
+
+def test_a_step_that_hangs_is_named_not_the_data() -> None:
+    limits = TrialLimits(budget_s=30.0, timeout_s=1.0)
+    trial = run_trial(Workload(Rows(16), step=hanging_step, batch_size=4), LoaderConfig(0), limits)
+    assert trial.error is not None and trial.error.kind == "timeout"
+    assert "the step did not return" in str(trial.error)
