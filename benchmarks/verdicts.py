@@ -44,11 +44,12 @@ def storage(scale: int) -> Workload:
 
 
 def heavy(scale: int) -> Workload:
-    """About 50 ms of matrix products per batch: far more than a batch costs to load or to
-    pass from a worker (~1-2 ms here)."""
+    """About 100 ms of matrix products per batch: far more than a batch costs to load, or to
+    pass from one of 16 workers on 2 cores (~2.5 ms here, so a 50 ms step waits ~5% there
+    and sits on the compute/input boundary)."""
     data = workloads.make("tiny", 1600 // scale)
-    step = workloads.HeavyStep(size=512, repeats=16)
-    return Workload(data, step=step, batch_size=32, name="heavy step (50 ms)")
+    step = workloads.HeavyStep(size=512, repeats=32)
+    return Workload(data, step=step, batch_size=32, name="heavy step (100 ms)")
 
 
 CASES = (

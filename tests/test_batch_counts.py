@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from datasets import Rows
@@ -39,3 +44,39 @@ def test_a_step_that_hangs_is_named_not_the_data() -> None:
     trial = run_trial(Workload(Rows(16), step=hanging_step, batch_size=4), LoaderConfig(0), limits)
     assert trial.error is not None and trial.error.kind == "timeout"
     assert "the step did not return" in str(trial.error)
+
+
+KILLED_WORKERS = """
+from datasets import HangsAt
+from loadertune import LoaderConfig, TrialLimits, Workload
+from loadertune.core.runner import run_trial
+
+trial = run_trial(
+    Workload(HangsAt(bad=9, n=64), batch_size=1, shuffle=False),
+    LoaderConfig(2),
+    TrialLimits(budget_s=30.0, timeout_s=2.0),
+)
+assert trial.error is not None and trial.error.kind == "timeout", trial.error
+"""
+
+
+@pytest.mark.workers
+def test_killed_workers_leave_no_temp_folder(tmp_path: Path) -> None:
+    """Workers killed mid-batch (after passing tensors by file descriptor) never clean their
+    multiprocessing temp folders; in a fresh process with its own TMPDIR, none may remain."""
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": _pythonpath()}
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_WORKERS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def _pythonpath() -> str:
+    here = Path(__file__).parent
+    return os.pathsep.join([str(here), str(here.parent / "src"), os.environ.get("PYTHONPATH", "")])

@@ -183,3 +183,16 @@ def dead_workers(iterator: Any) -> list[DeadWorker]:
             pending = [i for i, info in tasks.items() if len(info) == 1 and info[0] == worker_id]
             dead.append(DeadWorker(worker_id, worker.pid, code, tuple(sorted(pending))))
     return dead
+
+
+def share_temp_dir() -> None:
+    """Create this process's multiprocessing temp folder now, before any worker is forked.
+
+    A worker that passes a tensor by file descriptor opens a listener socket in its
+    multiprocessing temp folder, making a ``pymp-*`` folder of its own if it inherited none;
+    a worker we kill (hang, memory limit, Ctrl-C) never removes it. Forked workers inherit
+    this process's folder instead, which this process removes when it exits.
+    """
+    from multiprocessing import util
+
+    util.get_temp_dir()

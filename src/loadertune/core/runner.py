@@ -97,6 +97,7 @@ def run_trial(
     trial = Trial(config, repeat, budget)
     recorder = IndexRecorder([])
     before = guard.child_pids()
+    guard.share_temp_dir()
     sampler = MemorySampler(background=False)  # reads outside the clock only (see above)
     plan = WatchPlan(limits.max_memory_bytes, budget, config.in_flight_batches)
     watch = MemoryWatch(plan, lambda: trial.batches)
