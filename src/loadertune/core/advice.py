@@ -108,7 +108,7 @@ def _persistent(result: Result, best: Summary) -> dict[str, Any] | None:
 
 def _more_workers(result: Result, best: Summary) -> dict[str, Any] | None:
     verdict, busy = best.bottleneck, best.figure("cpu_busy")
-    cpus = (result.machine.get("cpus") or {}).get("usable")
+    cpus = result.usable_cpus
     most = max(s.config.num_workers for s in result.summaries())
     if verdict is None or verdict.kind != INPUT or verdict.degree != "highly":
         return None

@@ -21,6 +21,7 @@ from loadertune.core.runner import (
     TorchState,
     TrialInterrupted,
     TrialLimits,
+    batch_arrays,
     batch_len,
     run_trial,
     tensor_bytes,
@@ -123,26 +124,17 @@ def loader_alone(
 def batch_facts(batch: Any) -> dict[str, Any]:
     """Bytes in a batch's tensors, how many are floating point, and whether those floats are
     whole numbers in 0..255 (so uint8 would carry them without loss, in a quarter of float32)."""
-    floats = [t for t in _tensors(batch) if t.is_floating_point()]
+    import torch
+
+    floats = [
+        t for t in batch_arrays(batch) if isinstance(t, torch.Tensor) and t.is_floating_point()
+    ]
     return {
         "bytes": tensor_bytes(batch),
         "float_bytes": tensor_bytes(floats),
         "float_dtypes": sorted({str(t.dtype).removeprefix("torch.") for t in floats}),
         "uint8_lossless": bool(floats) and all(_fits_uint8(t) for t in floats),
     }
-
-
-def _tensors(obj: Any) -> Iterator[Any]:
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for value in obj.values():
-            yield from _tensors(value)
-    elif isinstance(obj, list | tuple):
-        for value in obj:
-            yield from _tensors(value)
 
 
 def _fits_uint8(tensor: Any) -> bool:

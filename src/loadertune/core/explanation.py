@@ -22,9 +22,9 @@ def result_verdict(result: Result) -> dict[str, Any] | None:
     if best is None or verdict is None:
         return None
     if result.workload.get("step") is None:
-        sentences = [loader_only_sentence(best, _usable_cpus(result))]
+        sentences = [loader_only_sentence(best, result.usable_cpus)]
     else:
-        sentences = [pick_sentence(best, verdict, _usable_cpus(result))]
+        sentences = [pick_sentence(best, verdict, result.usable_cpus)]
     loser = _more_workers(result, best)
     if loser is not None:
         sentences.append(why_slower(best, loser))
@@ -163,8 +163,3 @@ def _more_workers(result: Result, best: Summary) -> Summary | None:
 
 def _epoch(summary: Summary) -> float:
     return summary.epoch_s.median if summary.epoch_s else float("inf")
-
-
-def _usable_cpus(result: Result) -> int | None:
-    usable = (result.machine.get("cpus") or {}).get("usable")
-    return usable if isinstance(usable, int) else None

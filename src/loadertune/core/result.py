@@ -121,6 +121,12 @@ class Result:
     def epochs(self) -> int:
         return int(self.workload.get("epochs") or 1)
 
+    @property
+    def usable_cpus(self) -> int | None:
+        """The usable CPUs the machine facts counted (affinity and quota), if recorded."""
+        usable = (self.machine.get("cpus") or {}).get("usable")
+        return usable if isinstance(usable, int) else None
+
     def summaries(self) -> list[Summary]:
         """One summary per config, in the order configs were first tried."""
         groups: dict[LoaderConfig, list[Trial]] = {}

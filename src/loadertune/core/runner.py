@@ -410,14 +410,20 @@ def _leading_size(obj: Any) -> int | None:
 def tensor_bytes(obj: Any) -> int:
     """Bytes of the tensors (and arrays) in a batch, found recursively through dicts, lists,
     tuples and named tuples; anything else counts 0."""
-    nbytes = getattr(obj, "nbytes", None)
-    if isinstance(nbytes, int) and hasattr(obj, "shape"):
-        return nbytes
-    if isinstance(obj, dict):
-        obj = list(obj.values())
-    if isinstance(obj, list | tuple):
-        return sum(tensor_bytes(item) for item in obj)
-    return 0
+    return sum(array.nbytes for array in batch_arrays(obj))
+
+
+def batch_arrays(obj: Any) -> Iterator[Any]:
+    """The tensors and arrays (objects with ``shape`` and an integer ``nbytes``) in a batch,
+    found recursively through dicts, lists, tuples and named tuples."""
+    if isinstance(getattr(obj, "nbytes", None), int) and hasattr(obj, "shape"):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from batch_arrays(value)
+    elif isinstance(obj, list | tuple):
+        for item in obj:
+            yield from batch_arrays(item)
 
 
 @dataclass(frozen=True)

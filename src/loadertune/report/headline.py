@@ -35,7 +35,7 @@ def headline(result: Result) -> str:
     unit = _unit(result)
     parts = [f"Fastest here: {_kwargs(best)}, {units.seconds(best.epoch_s.median)} {unit}."]
     others = [s for s in result.summaries() if s.epoch_s is not None and s.config != best.config]
-    rule = _one_per_cpu(others, _usable_cpus(result))
+    rule = _one_per_cpu(others, result.usable_cpus)
     if rule is not None:
         parts.append(_comparison(best, rule, " (one per CPU, the usual rule)"))
     slowest = max(others, key=_median_epoch, default=None)
@@ -64,12 +64,6 @@ def _overlap(a: Summary, b: Summary) -> bool:
 
 def _median_epoch(summary: Summary) -> float:
     return summary.epoch_s.median if summary.epoch_s else 0.0
-
-
-def _usable_cpus(result: Result) -> int | None:
-    cpus = result.machine.get("cpus") or {}
-    usable = cpus.get("usable")
-    return usable if isinstance(usable, int) else None
 
 
 def _one_per_cpu(others: list[Summary], cpus: int | None) -> Summary | None:
