@@ -17,6 +17,7 @@ loader: step(batch)``) at every worker count of the grid, in interleaved rounds,
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -101,6 +102,7 @@ def hand_epoch_s(
 ) -> float:
     """One whole epoch, the classic recipe: fresh loader, every batch through the step."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, **config.to_kwargs())
+    gc.collect()  # as tune does before a trial: no collection falls due mid-fork
     start = time.perf_counter()
     for batch in loader:
         if step is not None:

@@ -1,27 +1,32 @@
 """The default search: measures the anchors, then goes where each trial's figures point.
 
 Workers first. While the best count measured so far is also the highest and the step still
-waits for data, it looks higher: four times higher when the workers leave CPUs idle (they wait
-on I/O, so more of them overlap more waiting: storage-bound data wants workers far above the
-core count), twice when CPUs are saturated (more processes than cores can still win a little by
-keeping the cores busy while the main process collates). It stops as soon as a step up does
-not win. When the step no longer waits it looks lower, for a cheaper count within noise. Gaps
-around the best are then halved, upward first while the step waits. Last, at the best count:
-persistent workers (when several epochs are planned), a deeper prefetch and unordered delivery
-(when the step still waits), another start method, pinned memory (CUDA), and Lightning's rule
-(CPUs - 1) for the report.
+waits for data, it looks higher: where a model fitted to that trial points (``model.py``: the
+workers' make time against the step, the CPUs and each worker's startup), which for data that
+waits on storage lies far above the core count. When the model says the best count is already
+enough it looks a quarter higher, to see the curve turn. Without a model (a trial without
+the stamps) it steps up four times when the workers leave CPUs idle, twice when CPUs are
+saturated. It stops as soon as a step up does not win. When the step no longer waits it looks
+lower, for a cheaper count within noise. Gaps around the best are then halved, upward first
+while the step waits. Last, at the best count: persistent workers (when several epochs are
+planned), a deeper prefetch and unordered delivery (when the step still waits), another start
+method, pinned memory (CUDA), and Lightning's rule (CPUs - 1) for the report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from loadertune.core.config import LoaderConfig
+from loadertune.core.result import Summary
 from loadertune.tuning.history import History, input_bound, workers_idle
+from loadertune.tuning.model import suggest_workers
 
 REFINE_GAP = 0.25  # stop halving once the gap to a neighbour is under 25% of the best count
-CLIMB_IDLE, CLIMB_BUSY = 4, 2  # step up by these factors with CPUs idle / saturated
+CLIMB_IDLE, CLIMB_BUSY = 4, 2  # without a model, step up by these with CPUs idle / saturated
+CLIMB_CHECK = 1 + REFINE_GAP  # once the model says the best count is enough, look just above
 DEEP_PREFETCH = 4
 
 
@@ -37,6 +42,7 @@ class Adaptive:
     unordered_ok: bool = True  # in_order=False needs torch >= 2.6
     start_methods: tuple[str, ...] = ("forkserver",)
     cuda: bool = False
+    model: Callable[[Summary, int], int | None] = suggest_workers  # see tuning/model.py
     name: str = "adaptive"
 
     def propose(self, history: History) -> LoaderConfig | None:
@@ -75,14 +81,25 @@ class Adaptive:
             return
         at_top = w == max(measured) and self._room_above(history, w)
         if at_top and input_bound(best):
-            factor = CLIMB_IDLE if workers_idle(best, self.usable_cpus) else CLIMB_BUSY
-            yield LoaderConfig(min(factor * w, self._ceiling(history)))
+            yield LoaderConfig(min(self._climb(best), self._ceiling(history)))
         if not input_bound(best) and w > 1:
             yield LoaderConfig(w // 2)
         points = _midpoints(w, measured)  # the side loading speed points to first: above
         # while the step still waits (a U-shaped curve's bottom can lie between w and a
         # climb that overshot), below when it no longer does
         yield from (LoaderConfig(n) for n in (points[::-1] if input_bound(best) else points))
+
+    def _climb(self, best: Summary) -> int:
+        """Where to look above the best count, which is also the highest measured: where the
+        model fitted to it points, when that is well above; just above, when the model says
+        it is enough (to see it stop helping); else by a fixed factor."""
+        w = best.config.num_workers
+        suggested = self.model(best, self.usable_cpus)
+        if suggested is not None and suggested > w * (1 + REFINE_GAP):
+            return suggested
+        if suggested is not None:
+            return max(w + 1, math.ceil(CLIMB_CHECK * w))
+        return (CLIMB_IDLE if workers_idle(best, self.usable_cpus) else CLIMB_BUSY) * w
 
     def _room_above(self, history: History, w: int) -> bool:
         return w < self._ceiling(history)
