@@ -127,8 +127,22 @@ def test_a_challenger_must_beat_the_measured_noise() -> None:
     cheap = [Measured(C(4), e, repeat=i) for i, e in enumerate((0.9, 1.1, 1.3))]
     band = noise_band(summaries(*noisy, *cheap))
     assert band == pytest.approx((0.2 + 0.4 / 1.1 / 2) / 2)  # half the relative range, median
-    chosen = pick(summaries(*noisy, *cheap))
+    alone = Measured(C(4), 1.1, repeat=5)  # never measured in the same round as w=8
+    chosen = pick(summaries(*noisy, alone))
     assert chosen is not None and chosen.chosen.config == C(4)
+
+
+def test_side_by_side_rounds_cancel_the_drift_they_share() -> None:
+    # the machine slows 50% over three rounds; w=4 is 10% slower than w=8 in every one
+    drifting = [Measured(C(8), e, repeat=i) for i, e in enumerate((0.8, 1.0, 1.2))]
+    behind = [Measured(C(4), e * 1.1, repeat=i) for i, e in enumerate((0.8, 1.0, 1.2))]
+    chosen = pick(summaries(*drifting, *behind))
+    assert chosen is not None and chosen.chosen.config == C(8)
+    # ... but where the rounds disagree, w=4 is within their noise, and cheaper
+    mixed = [Measured(C(4), e, repeat=i) for i, e in enumerate((1.0, 0.95, 1.3))]
+    chosen = pick(summaries(*drifting, *mixed))
+    assert chosen is not None and chosen.chosen.config == C(4)
+    assert "median of 3 side-by-side rounds" in chosen.reason
 
 
 def test_pick_prefers_defaults_then_less_memory_within_noise() -> None:

@@ -11,7 +11,9 @@ from loadertune.core.result import Summary
 from loadertune.tuning.history import median_of, planned_median
 
 MIN_NOISE = 0.03  # a challenger must win by more than 3% (pytorch-autotune's floor) ...
-# ... or by more than the measured noise: half the median relative range across repeats.
+# ... or by more than the measured noise: half the median relative range across repeats, or
+# for two configs measured side by side in the same rounds, half the range of their ratios.
+MIN_PAIRS = 3
 
 
 @dataclass(frozen=True)
@@ -50,18 +52,56 @@ def pick(summaries: Sequence[Summary]) -> Pick | None:
         return None
     fastest = min(ranked, key=planned_median)
     noise = noise_band(ranked)
-    limit = planned_median(fastest) * (1 + noise)
-    chosen = min((s for s in ranked if planned_median(s) <= limit), key=cost_key)
-    return Pick(chosen, fastest, noise, _reason(chosen, fastest, noise))
+    within = [s for s in ranked if _gap(s, fastest, noise).within]
+    chosen = min(within, key=cost_key)
+    return Pick(chosen, fastest, noise, _reason(_gap(chosen, fastest, noise), fastest, noise))
 
 
-def _reason(chosen: Summary, fastest: Summary, noise: float) -> str:
+@dataclass(frozen=True)
+class Gap:
+    """How much slower ``config`` is than the fastest, against which noise, and how measured."""
+
+    config: LoaderConfig
+    gap: float
+    noise: float
+    paired: int  # rounds in which both were measured (0: medians compared)
+
+    @property
+    def within(self) -> bool:
+        return self.gap <= self.noise
+
+
+def _gap(summary: Summary, fastest: Summary, noise: float) -> Gap:
+    """Where both configs ran the same repeats (measured one after the other in each round),
+    the median of their per-round ratios, against the spread of those ratios: the machine's
+    drift moves both alike and cancels (here it moved whole epochs by 30% within minutes).
+    Otherwise the ratio of medians against the noise of the search."""
+    ratios = paired_ratios(summary, fastest)
+    if summary.config == fastest.config or len(ratios) < MIN_PAIRS:
+        gap = planned_median(summary) / planned_median(fastest) - 1
+        return Gap(summary.config, gap, noise, 0)
+    spread = (max(ratios) - min(ratios)) / 2
+    return Gap(summary.config, statistics.median(ratios) - 1, max(MIN_NOISE, spread), len(ratios))
+
+
+def paired_ratios(summary: Summary, other: Summary) -> list[float]:
+    """``summary``'s planned time over ``other``'s, repeat by repeat, where both have it."""
+    theirs = {t.repeat: t.planned_s(other.epochs) for t in other.ok_trials}
+    ratios = []
+    for trial in summary.ok_trials:
+        mine, base = trial.planned_s(summary.epochs), theirs.get(trial.repeat)
+        if mine is not None and base:
+            ratios.append(mine / base)
+    return ratios
+
+
+def _reason(chosen: Gap, fastest: Summary, noise: float) -> str:
     if chosen.config == fastest.config:
         return f"fastest measured; no cheaper config within the noise ({noise:.1%})"
-    gap = planned_median(chosen) / planned_median(fastest) - 1
+    how = f", median of {chosen.paired} side-by-side rounds" if chosen.paired else ""
     return (
-        f"within the noise ({noise:.1%}) of the fastest, {fastest.config.label()} "
-        f"({gap:+.1%}), and cheaper: picked the fewer workers / less memory"
+        f"within the noise ({chosen.noise:.1%}) of the fastest, {fastest.config.label()} "
+        f"({chosen.gap:+.1%}{how}), and cheaper: picked the fewer workers / less memory"
     )
 
 

@@ -248,6 +248,11 @@ class _Search:
             self.runner.save()
             return
         self.runner.diagnose(loader_alone_s=budget_s)
+        self.result.tuning = {**(self.result.tuning or {}), "elapsed_s": self._elapsed()}
+        self.runner.save()
+
+    def _elapsed(self) -> float:
+        return round(self.budget.elapsed_s, 3)
 
     def _report(self, strategy: Strategy, chosen: Pick | None, history: History) -> dict[str, Any]:
         return {
@@ -258,7 +263,7 @@ class _Search:
             "reason": chosen.reason if chosen else "no configuration ran successfully",
             "speedups": _speedups(chosen, history, self.workload, self.result) if chosen else {},
             "budget_s": self.budget.total_s,
-            "elapsed_s": round(self.budget.elapsed_s, 3),
+            "elapsed_s": self._elapsed(),  # the diagnosis, when it runs, adds its time
             "stopped_by_budget": self.next_config is not None,
             "next": self.next_config.to_kwargs() if self.next_config else None,
             "rejected": {c.label(): why for c, why in self.rejected.items()},
