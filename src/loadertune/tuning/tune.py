@@ -150,6 +150,10 @@ def default_strategy(workload: Workload, result: Result, max_workers: int | None
     import torch
 
     cpus = int(result.machine["cpus"]["usable"])
+    # The platform's default start method is the baseline's. Besides it only forkserver: spawn
+    # workers run the same as forkserver's (both import everything afresh), but each starts a
+    # whole new interpreter first, so spawn can only start slower (`bench --start-method spawn`
+    # measures it).
     methods = tuple(m for m in ("forkserver",) if m in result.machine.get("start_methods", []))
     return Adaptive(
         usable_cpus=cpus,
