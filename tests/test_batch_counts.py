@@ -29,6 +29,8 @@ def test_an_unsplit_iterable_dataset_is_flagged_with_workers() -> None:
 def test_an_iterable_dataset_that_matches_its_length_is_not_flagged() -> None:
     trial = run_trial(Workload(Unsplit(), batch_size=4), LoaderConfig(0), LIMITS)
     assert trial.ok and trial.batches == 8 and trial.warnings == []
+    assert trial.n_samples == [4] * 8  # read off the batches: an iterable has no sampler
+    assert trial.samples_per_s is not None
 
 
 def test_a_stream_that_ends_before_the_budget_is_flagged() -> None:

@@ -47,3 +47,25 @@ def test_headline_compares_with_one_worker_per_cpu() -> None:
 
 def test_headline_without_any_success() -> None:
     assert headline(fakes.result(fakes.failed(0))).startswith("No configuration completed")
+
+
+def test_tuning_lines_say_how_many_times_faster_the_pick_runs() -> None:
+    from loadertune.report.tuning import tuning_lines
+
+    result = fakes.result(fakes.trial(0, 0.02), fakes.trial(2, 0.01))
+    result.pick = fakes.LoaderConfig(2)
+    result.tuning = {
+        "strategy": "adaptive",
+        "reason": "fastest measured",
+        "speedups": {
+            "baseline": {"label": "w=0", "speedup": 1.96},
+            "lightning": {"label": "w=1", "speedup": None},
+        },
+        "elapsed_s": 5.0,
+        "budget_s": 10,
+    }
+    lines = tuning_lines(result)
+    assert (
+        "The pick runs 1.96x as fast as the baseline (w=0); "
+        "Lightning's CPUs - 1 (w=1) was not measured." in lines
+    )

@@ -275,8 +275,9 @@ class _Loop:
 
     @property
     def count_samples(self) -> bool:
-        """Whether batch sizes must be read off the batches (else the sampler records them)."""
-        return self.by_budget or not self.trial.config.in_order
+        """Whether batch sizes must be read off the batches (else the sampler records them:
+        it does not for an iterable dataset, which has none)."""
+        return self.by_budget or self.workload.is_iterable or not self.trial.config.in_order
 
     def run(
         self,

@@ -29,7 +29,7 @@ def tuning_lines(result: Result) -> list[str]:
     ]
     gains = _gains(tuning.get("speedups") or {})
     if gains:
-        lines.append("Speedup of the pick over " + "; ".join(gains) + ".")
+        lines.append("The pick runs " + "; ".join(gains) + ".")
     lines.append(_budget_line(tuning))
     configs = len({t.config for t in result.trials})
     if tuning.get("stopped_by_budget") and configs < FEW_CONFIGS:
@@ -46,7 +46,7 @@ def _gains(speedups: dict[str, dict[str, Any]]) -> list[str]:
     for key, entry in speedups.items():
         ratio = entry.get("speedup")
         name = f"{RULE_NAMES.get(key, key)} ({entry.get('label')})"
-        out.append(f"{name} {ratio:.2f}x" if ratio else f"{name}: not measured")
+        out.append(f"{ratio:.2f}x as fast as {name}" if ratio else f"{name} was not measured")
     return out
 
 
