@@ -99,7 +99,8 @@ def test_the_verdict_explains_why_more_workers_lose() -> None:
     sentence = verdict["sentence"]
     assert "waits for data 50%" in sentence and "main process" in sentence
     assert "More workers do not help: w=2" in sentence and "transfer-bound" in sentence
-    assert "100% of its waiting is for batches already made" in sentence
+    assert "transfer-bound (highly): it waits for data 80% of the time" in sentence
+    assert "100% of that for batches already made" in sentence
 
 
 def test_headroom_compares_the_pick_with_the_step_alone() -> None:

@@ -107,8 +107,10 @@ def _reason(verdict: Bottleneck) -> str:
         return f"startup-bound, {units.percent(verdict.startup_share)} of its run"
     if verdict.kind == TRANSFER:
         return (
-            f"transfer-bound: {units.percent(verdict.transit_share)} of its waiting is for "
-            "batches already made, in transit from the workers"
+            f"transfer-bound ({verdict.degree}): it waits for data "
+            f"{units.percent(verdict.wait_fraction)} of the time, "
+            f"{units.percent(verdict.transit_share)} of that for batches already made, in "
+            "transit from the workers"
         )
     if verdict.kind == COMPUTE:
         return "compute-bound: its step no longer waits, and its workers compete with it for CPU"
