@@ -26,7 +26,7 @@ from loadertune.core import timeline
 from loadertune.core.result import Summary
 from loadertune.core.trial import Trial
 
-MIN_PER_WORKER_S = 0.001  # a worker never starts and joins in under 1 ms: bounds the square root
+MIN_PER_WORKER_S = 0.001  # no worker starts in under 1 ms: bounds the square root
 
 
 @dataclass(frozen=True)
@@ -55,20 +55,19 @@ class LoaderFit:
 
 
 def fit(summary: Summary) -> LoaderFit | None:
-    """The model's figures for a config with workers, or None where a trial lacks them."""
+    """The model's figures for a config with workers (medians over its repeats), or None
+    where no trial has them."""
     n = summary.config.num_workers
-    if n == 0:
-        return None
-    fits = [f for f in (_trial_fit(t, n) for t in summary.ok_trials) if f is not None]
+    fits = [f for f in (_trial_fit(t, n) for t in summary.ok_trials) if f is not None] if n else []
     if not fits:
         return None
     return LoaderFit(
         workers=n,
-        make_s=statistics.median(f[0] for f in fits),
-        busy_s=statistics.median(f[1] for f in fits),
-        cpu_s=statistics.median(f[2] for f in fits),
-        per_worker_s=statistics.median(f[3] for f in fits),
-        batches=fits[0][4],
+        make_s=statistics.median(f.make_s for f in fits),
+        busy_s=statistics.median(f.busy_s for f in fits),
+        cpu_s=statistics.median(f.cpu_s for f in fits),
+        per_worker_s=statistics.median(f.per_worker_s for f in fits),
+        batches=fits[0].batches,
     )
 
 
@@ -78,14 +77,20 @@ def suggest_workers(summary: Summary, cpus: int) -> int | None:
     return fitted.suggested_workers(cpus) if fitted is not None else None
 
 
-def _trial_fit(trial: Trial, n: int) -> tuple[float, float, float, float, int] | None:
+def _trial_fit(trial: Trial, n: int) -> LoaderFit | None:
     makes, rate, startup = timeline.make_s(trial), trial.rate, trial.startup_s
     if not makes or rate is None or startup is None or trial.epoch_batches is None:
         return None
     make = statistics.median(makes)
     first = rate.first_batch
     busy = [e - r for r, e in zip(trial.ready_s[first:], trial.step_end_s[first:], strict=False)]
-    cpu_s = (trial.cpu_busy or 0.0) / rate.batches_per_s
-    per_worker = max(startup - make, 0.0) / n  # not the join of a cut trial: its workers
-    # were mid-batch (a whole epoch's join, of idle workers, is cheap)
-    return make, statistics.median(busy) if busy else 0.0, cpu_s, per_worker, trial.epoch_batches
+    return LoaderFit(
+        workers=n,
+        make_s=make,
+        busy_s=statistics.median(busy) if busy else 0.0,
+        cpu_s=(trial.cpu_busy or 0.0) / rate.batches_per_s,
+        # not the join of a cut trial: its workers were mid-batch (a whole epoch's join, of
+        # idle workers, is cheap)
+        per_worker_s=max(startup - make, 0.0) / n,
+        batches=trial.epoch_batches,
+    )

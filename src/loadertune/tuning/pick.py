@@ -52,9 +52,9 @@ def pick(summaries: Sequence[Summary]) -> Pick | None:
         return None
     fastest = min(ranked, key=planned_median)
     noise = noise_band(ranked)
-    within = [s for s in ranked if _gap(s, fastest, noise).within]
-    chosen = min(within, key=cost_key)
-    return Pick(chosen, fastest, noise, _reason(_gap(chosen, fastest, noise), fastest, noise))
+    within = [(s, gap) for s in ranked if (gap := _gap(s, fastest, noise)).within]
+    chosen, gap = min(within, key=lambda pair: cost_key(pair[0]))
+    return Pick(chosen, fastest, noise, _reason(gap, fastest, noise))
 
 
 @dataclass(frozen=True)
