@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from datasets import Rows
 from iterables import Short, Unsplit, hanging_step
 from loadertune import LoaderConfig, TrialLimits, Workload
 from loadertune.core.runner import run_trial
+from sample_data import Rows
 
 LIMITS = TrialLimits(budget_s=30.0, timeout_s=20.0)
 
@@ -49,7 +49,7 @@ def test_a_step_that_hangs_is_named_not_the_data() -> None:
 
 
 KILLED_WORKERS = """
-from datasets import HangsAt
+from sample_data import HangsAt
 from loadertune import LoaderConfig, TrialLimits, Workload
 from loadertune.core.runner import run_trial
 

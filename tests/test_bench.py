@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from datasets import InterruptsAt, RaisesAt, Rows, sum_step
 from loadertune import Interrupted, LoaderConfig, TrialEvent, TrialLimits, Workload, bench
 from loadertune.core.bench import schedule
+from sample_data import InterruptsAt, RaisesAt, Rows, sum_step
 
 LIMITS = TrialLimits(budget_s=30, timeout_s=20)
 

@@ -15,7 +15,7 @@ import pytest
 from cli_run import run_cli
 from loadertune.cli import main
 
-DATASETS = str(Path(__file__).parent / "datasets.py")
+DATASETS = str(Path(__file__).parent / "sample_data.py")
 
 
 @pytest.mark.workers

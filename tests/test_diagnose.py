@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from datasets import Rows
 from in_memory import broken_step, pixels, tensors, train_step
 from loadertune import LoaderConfig, Workload, profile
 from loadertune.core.diagnose import batch_facts, batched_fetch, diagnose
+from sample_data import Rows
 
 
 def test_the_step_alone_and_the_loader_alone_are_measured() -> None:

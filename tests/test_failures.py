@@ -6,12 +6,12 @@ import signal
 
 import pytest
 
-from datasets import Rows
 from loadertune import LoaderConfig, Trial, Workload
 from loadertune.core.failures import explain
 from loadertune.core.guard import DeadWorker
 from loadertune.core.memwatch import MemoryLimitExceeded
 from loadertune.core.probe import IndexRecorder
+from sample_data import Rows
 
 MiB = 2**20
 

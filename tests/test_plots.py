@@ -106,3 +106,23 @@ def _no_open_figures() -> bool:
     import matplotlib.pyplot as plt
 
     return not plt.get_fignums()
+
+
+def test_throughput_png_of_an_all_failed_run_says_so_instead_of_empty_axes(
+    tmp_path: Path,
+) -> None:
+    from matplotlib.image import imread
+
+    out = plots.throughput_png(fakes.result(fakes.failed(0), fakes.failed(2)), tmp_path / "t.png")
+    height = imread(out).shape[0]
+    assert height == pytest.approx(plots.HEIGHT_IN / 2 * plots.DPI, abs=2)  # the note's figure
+
+
+def test_the_memory_axis_leaves_room_above_its_highest_marker() -> None:
+    summaries = many_configs().summaries()
+    figure = plots._figure(plots.HEIGHT_IN)
+    ax = figure.add_subplot()
+    plots._plot_memory(ax, summaries, plots._x_positions(summaries))
+    right = figure.axes[1]
+    highest = max(s.figure("peak_memory_bytes").median for s in summaries if not s.failed)  # type: ignore[union-attr]
+    assert right.get_ylim()[1] >= 1.1 * highest / 2**20  # MiB: the marker is drawn whole

@@ -11,7 +11,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datasets import (
+from loadertune import LoaderConfig, Trial, TrialLimits, Workload
+from loadertune.core.memory import tree_memory_bytes
+from loadertune.core.runner import bare_min_batches, min_batches, run_trial, tensor_bytes
+from sample_data import (
     BigBatches,
     Busy,
     CopyOnRead,
@@ -27,9 +30,6 @@ from datasets import (
     failing_step,
     sum_step,
 )
-from loadertune import LoaderConfig, Trial, TrialLimits, Workload
-from loadertune.core.memory import tree_memory_bytes
-from loadertune.core.runner import bare_min_batches, min_batches, run_trial, tensor_bytes
 
 LIMITS = TrialLimits(budget_s=30.0, timeout_s=20.0)
 MiB = 2**20
@@ -243,18 +243,18 @@ def test_a_trial_is_never_cut_before_the_stock_corrected_rate_exists() -> None:
 @pytest.mark.workers
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_collate_fn_that_raises_is_named(workers: int) -> None:
-    from datasets import bad_collate
+    from sample_data import bad_collate
 
     given = DataLoader(Rows(16), batch_size=4, collate_fn=bad_collate)
     trial = run_trial(Workload(given), LoaderConfig(workers), LIMITS)
     assert trial.error is not None and trial.error.kind == "exception"
-    assert "TypeError: cannot collate these (in bad_collate, datasets.py:" in str(trial.error)
+    assert "TypeError: cannot collate these (in bad_collate, sample_data.py:" in str(trial.error)
     assert trial.error.index is None  # every sample loads: no index to blame
 
 
 @pytest.mark.workers
 def test_a_worker_init_fn_that_raises_is_named() -> None:
-    from datasets import bad_init
+    from sample_data import bad_init
 
     given = DataLoader(Rows(16), batch_size=4, worker_init_fn=bad_init)
     trial = run_trial(Workload(given), LoaderConfig(2), LIMITS)

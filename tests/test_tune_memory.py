@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 import fakes
-from datasets import Hoards
 from loadertune import LoaderConfig, TrialError, Workload, tune
 from loadertune.core.memory import tree_memory_bytes
 from loadertune.tuning.tune import rejection
+from sample_data import Hoards
 
 MiB = 2**20
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from datasets import Rows, sum_step
 from fakes import Measured, summaries
 from loadertune import LoaderConfig as C
 from loadertune import Workload, tune
@@ -13,6 +12,7 @@ from loadertune.tuning.history import History
 from loadertune.tuning.pick import noise_band, pick
 from loadertune.tuning.strategy import Grid, worker_grid
 from loadertune.tuning.tune import Budget
+from sample_data import Rows, sum_step
 
 
 def _history(*trials: Measured, rejected: dict[C, str] | None = None) -> History:

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
-from datasets import Rows, Stream
 from loadertune import LoaderConfig, Workload
 from loadertune.core.probe import IndexRecorder, ProbedBatch
+from sample_data import Rows, Stream
 
 
 def test_a_dataset_gets_the_classic_defaults() -> None:

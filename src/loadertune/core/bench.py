@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,21 @@ from loadertune.core import guard
 from loadertune.core.config import LoaderConfig
 from loadertune.core.diagnose import LOADER_ALONE_S
 from loadertune.core.diagnose import diagnose as run_diagnosis
+from loadertune.core.heard import hearing, labelled
 from loadertune.core.machine import machine_facts
 from loadertune.core.result import Result
-from loadertune.core.runner import TrialInterrupted, TrialLimits, run_trial
+from loadertune.core.runner import (
+    STREAM_ENDED,
+    TrialInterrupted,
+    TrialLimits,
+    run_trial,
+    stream_note,
+)
 from loadertune.core.trial import Trial
 from loadertune.core.workload import Workload
+
+WARM_UP_S = 1.0  # the warm-up's trial budget: enough for lazy imports and first calls, and
+# the first files' pages; a whole cold epoch is outvoted by repeats, not warmed away
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ def bench(
     json_path: str | Path | None = None,
     command: list[str] | None = None,
     diagnose: bool = True,
+    warm_up: bool = True,
 ) -> Result:
     """Measure each config ``repeats`` times on the workload's real step and return the result.
 
@@ -68,7 +80,8 @@ def bench(
     :class:`Interrupted`, whose ``result`` holds every trial finished before it and the one it
     cut short, marked ``interrupted``. With ``diagnose`` (the default) the fastest config's
     headroom and batch probes are measured too (a few seconds; see :mod:`diagnose`), for the
-    result's ``verdict`` and ``advice``.
+    result's ``verdict`` and ``advice``. With ``warm_up`` (the default) the first config's
+    first batches run once, uncounted, before the first timed trial (about a second).
 
     >>> result = bench(Workload(my_dataset, step=train_step), [LoaderConfig(0), LoaderConfig(4)])
     >>> DataLoader(my_dataset, **result.best.loader_kwargs)  # doctest: +SKIP
@@ -78,7 +91,7 @@ def bench(
         raise ValueError(f"repeats must be >= 1, got {repeats!r}")
     limits = limits or TrialLimits()
     result = new_result(workload, {"repeats": repeats, **asdict(limits)}, command)
-    run = TrialRunner(result, workload, limits, on_trial, json_path)
+    run = TrialRunner(result, workload, limits, on_trial, json_path, warm_up=warm_up)
     plan = schedule(configs, repeats)
     for index, (repeat, config) in enumerate(plan):
         run.one(config, repeat, (index, len(plan)))
@@ -137,6 +150,9 @@ class TrialRunner:
     limits: TrialLimits
     on_trial: OnTrial | None
     json_path: str | Path | None
+    stream_batches: int | None = None  # a length-less stream's real length, once one ended
+    warm_up: bool = False  # warm up before the next trial (set False once done)
+    warm_up_wall_s: float = 0.0  # what the warm-up took, inside the last one() call
 
     def __post_init__(self) -> None:
         self._save()  # a path that cannot be written fails now, before anything is measured
@@ -151,9 +167,13 @@ class TrialRunner:
         """Run one trial (``position``: its index and the total, if known)."""
         index, total = position
         self._tell(TrialEvent(index, total, config, repeat))
+        limits = limits or self.limits
+        self.warm_up_wall_s = 0.0
         try:
             guard.check_interrupt()
-            trial = run_trial(self.workload, config, limits or self.limits, repeat=repeat)
+            trial = self._warm_up(config, limits, repeat) if self.warm_up else None
+            if trial is None:
+                trial = self._run(config, limits, repeat)
         except KeyboardInterrupt as exc:
             if isinstance(exc, TrialInterrupted):
                 self.result.trials.append(exc.trial)
@@ -161,9 +181,59 @@ class TrialRunner:
             self._save()
             raise Interrupted(self.result) from exc
         self.result.trials.append(trial)
+        self._learn_stream(trial)
         self._save()
         self._tell(TrialEvent(index, total, config, repeat, trial))
         return trial
+
+    def _run(self, config: LoaderConfig, limits: TrialLimits, repeat: int) -> Trial:
+        return run_trial(
+            self.workload, config, limits, repeat=repeat, stream_batches=self.stream_batches
+        )
+
+    def _warm_up(self, config: LoaderConfig, limits: TrialLimits, repeat: int) -> Trial | None:
+        """Once, before the first timed trial: the first batches of its config, uncounted, so
+        lazy imports, first allocations, the step's first calls and the page cache of the
+        first files are not charged to whichever config runs first (a cold baseline on .npy
+        files measured 1.15 s against 0.7 s warm). A warm-up that fails is kept as the trial
+        (its failure is the config's, and a hang is not waited out twice)."""
+        self.warm_up = False
+        began = time.perf_counter()
+        warm = self._run(config, replace(limits, budget_s=min(limits.budget_s, WARM_UP_S)), repeat)
+        self.warm_up_wall_s = time.perf_counter() - began
+        self.result.settings["warm_up"] = {
+            "config": config.to_kwargs(),
+            "batches": warm.batches,
+            "wall_s": round(self.warm_up_wall_s, 3),
+        }
+        if not warm.ok:
+            return warm
+        self._learn_stream(warm)  # a stream it ran to the end has its length known
+        return None
+
+    def _learn_stream(self, trial: Trial) -> None:
+        """A stream without length that ended before the batch budget has its real length:
+        from now on every trial runs to it, and trials cut short before are estimated for it
+        (not for the budget), so every figure is for the same work. The note says so once, in
+        the workload facts, instead of on the rows whose stream happened to end."""
+        budget = self.stream_batches or self.workload.batch_budget
+        if not trial.complete or trial.batches >= budget or self.result.workload["epoch_batches"]:
+            return
+        self.stream_batches = trial.batches
+        for earlier in self.result.trials:
+            if earlier.batches > trial.batches:  # more than the whole stream: other work
+                earlier.warnings.append(
+                    f"delivered {earlier.batches} batches where the stream at "
+                    f"{trial.config.label()} ended after {trial.batches}: not the same work "
+                    "(does each worker repeat the stream? split it with get_worker_info())"
+                )
+            elif not earlier.complete:
+                earlier.epoch_batches = trial.batches
+            earlier.warnings = [w for w in earlier.warnings if not w.startswith(STREAM_ENDED)]
+        self.result.workload["stream_batches"] = trial.batches
+        self.result.workload["stream_note"] = stream_note(
+            trial.batches, self.workload.batch_budget, every_config=True
+        )
 
     def diagnose(self, loader_alone_s: float = LOADER_ALONE_S) -> None:
         """Measure the headroom and batch probes of the current best config, into the result."""
@@ -171,9 +241,13 @@ class TrialRunner:
         if best is None:
             return
         try:
-            self.result.diagnosis = run_diagnosis(
-                self.workload, best.config, self.limits.timeout_s, loader_alone_s
-            )
+            with hearing() as heard:
+                diagnosis = run_diagnosis(
+                    self.workload, best.config, self.limits.timeout_s, loader_alone_s
+                )
+            told = {w for t in self.result.trials for w in t.warnings}
+            new = [w for w in labelled(heard) if w not in told]
+            self.result.diagnosis = {**diagnosis, "warnings": new} if new else diagnosis
         except KeyboardInterrupt as exc:
             self.result.interrupted = True
             self._save()

@@ -28,6 +28,9 @@ def result_verdict(result: Result) -> dict[str, Any] | None:
     loser = _more_workers(result, best)
     if loser is not None:
         sentences.append(why_slower(best, loser))
+    beaten_by = baseline_sentence(result, best)
+    if beaten_by is not None:
+        sentences.append(beaten_by)
     room = headroom(result)
     if room is not None:
         sentences.append(room["sentence"])
@@ -37,6 +40,30 @@ def result_verdict(result: Result) -> dict[str, Any] | None:
         "sentence": " ".join(sentences),
         "headroom": room,
     }
+
+
+def baseline_sentence(result: Result, best: Summary) -> str | None:
+    """When the search's baseline ran faster than its pick: by how much, and why the pick
+    stands anyway (rejected, within the noise and cheaper, or a figure from one run)."""
+    tuning = result.tuning or {}
+    baseline = (tuning.get("speedups") or {}).get("baseline") or {}
+    ratio, label = baseline.get("speedup"), baseline.get("label")
+    if ratio is None or ratio >= 1 or not label:
+        return None
+    summary = next((s for s in result.summaries() if s.config.label() == label), None)
+    runs = len(summary.ok_trials) if summary is not None else 0
+    rejected = (tuning.get("rejected") or {}).get(label)
+    if rejected:
+        why = f"it was {rejected}"
+    elif summary is not None and summary.measured_once:
+        why = "it was measured once, so its figure has no spread to judge it by"
+    else:
+        why = f"that is within the noise ({units.percent(tuning.get('noise'))}), and the "
+        why += "pick is the cheaper config"
+    return (
+        f"Your baseline, {label}, ran {1 / ratio:.3g}x as fast as the pick "
+        f"(median of {runs} run{'s' if runs != 1 else ''}); {why}."
+    )
 
 
 def pick_sentence(summary: Summary, verdict: Bottleneck, cpus: int | None = None) -> str:

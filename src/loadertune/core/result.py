@@ -34,6 +34,7 @@ class Summary:
     epochs: int = 1
     fixed_kwargs: tuple[tuple[str, Any], ...] = ()
     keep_your_own: tuple[str, ...] = ()
+    loader_class: str = "DataLoader"  # the user's class (e.g. StatefulDataLoader) was measured
 
     @property
     def ok_trials(self) -> list[Trial]:
@@ -42,6 +43,11 @@ class Summary:
     @property
     def failed(self) -> bool:
         return not self.ok_trials
+
+    @property
+    def measured_once(self) -> bool:
+        """One successful run: its figures carry no spread of their own."""
+        return len(self.ok_trials) == 1
 
     @property
     def loader_kwargs(self) -> dict[str, Any]:
@@ -53,7 +59,7 @@ class Summary:
     def usage(self) -> str:
         """How to build the loader, in one line of Python."""
         own = "".join(f", {name}=<yours>" for name in self.keep_your_own)
-        return f"DataLoader(dataset, **{self.loader_kwargs}{own})"
+        return f"{self.loader_class}(dataset, **{self.loader_kwargs}{own})"
 
     def figure(self, name: str) -> stats.Spread | None:
         """Median and range of a derived figure (e.g. ``epoch_s``) across successful repeats."""
@@ -85,6 +91,7 @@ class Summary:
             "keep_your_own": list(self.keep_your_own),
             "label": self.config.label(),
             "ok_repeats": len(self.ok_trials),
+            "measured_once": self.measured_once,
             "failed_repeats": len(self.trials) - len(self.ok_trials),
             **{name: _spread_dict(self.figure(name)) for name in SUMMARY_FIGURES},
             "planned_s": _spread_dict(self.planned_s),
@@ -134,7 +141,8 @@ class Result:
             groups.setdefault(trial.config, []).append(trial)
         fixed = tuple((self.workload.get("loader_kwargs") or {}).items())
         own = tuple(self.workload.get("keep_your_own") or ())
-        return [Summary(c, tuple(ts), self.epochs, fixed, own) for c, ts in groups.items()]
+        cls = self.workload.get("loader_class") or "DataLoader"
+        return [Summary(c, tuple(ts), self.epochs, fixed, own, cls) for c, ts in groups.items()]
 
     @property
     def best(self) -> Summary | None:

@@ -3,7 +3,6 @@ times, and always shut the workers down, whatever the user's code did."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import time
@@ -16,6 +15,7 @@ from loadertune.core import guard, stats
 from loadertune.core.config import LoaderConfig
 from loadertune.core.cpu import tree_cpu_seconds
 from loadertune.core.errors import TrialTimeout
+from loadertune.core.heard import hearing, labelled
 from loadertune.core.machine import shm_bytes, shm_warning
 from loadertune.core.memory import MemorySampler
 from loadertune.core.memwatch import MemoryLimitExceeded, MemoryWatch, WatchPlan
@@ -89,12 +89,15 @@ def run_trial(
     repeat: int = 0,
     clock: Clock = time.perf_counter,
     shm_total: Callable[[], int | None] = shm_bytes,
+    stream_batches: int | None = None,
 ) -> Trial:
     """Measure ``config`` on ``workload`` once. Failures are recorded in the trial, not raised;
     KeyboardInterrupt is recorded and re-raised. No worker outlives the call. ``shm_total``
-    gives the size of /dev/shm in bytes (batches in flight are checked against it)."""
+    gives the size of /dev/shm in bytes (batches in flight are checked against it). A dataset
+    without length runs ``stream_batches`` batches (its stream's length, when known), else
+    the workload's batch budget."""
     epoch_batches = workload.epoch_batches()
-    budget = workload.batch_budget if epoch_batches is None else epoch_batches
+    budget = (stream_batches or workload.batch_budget) if epoch_batches is None else epoch_batches
     trial = Trial(config, repeat, budget)
     recorder = IndexRecorder([])
     before = guard.child_pids()
@@ -104,10 +107,11 @@ def run_trial(
     watch = MemoryWatch(plan, lambda: trial.batches)
     shm_total_bytes = shm_total()
     iterator: Any = None
+    heard: list[warnings.WarningMessage] = []
     saved = TorchState.save()
     start = clock()
     try:
-        with guard.Watchdog(limits.timeout_s) as watchdog, sampler, watch, _quiet_torch():
+        with guard.Watchdog(limits.timeout_s) as watchdog, sampler, watch, hearing() as heard:
             loader = workload.build_loader(config, recorder)
             cpu_before = _cpu_now()  # read before the clock: a scan of the process table
             watch.arm(_first_sample(sampler))
@@ -119,7 +123,7 @@ def run_trial(
             guard.check_interrupt()
             loop = _Loop(trial, workload, limits, clock, start, epoch_batches is None, sampler)
             loop.run(iterator, watchdog, watch, shm_total_bytes)
-            _check_batch_count(trial, workload, epoch_batches)
+            _check_batch_count(trial, workload, epoch_batches, budget)
             _count_samples_from_indices(trial, recorder)  # before a second epoch resets it
             trial.handed_s = _handed_since(recorder, start)  # ... and so are these
             if not trial.complete:
@@ -138,12 +142,17 @@ def run_trial(
         scene = _Scene(workload, recorder, guard.dead_workers(iterator), shm_total_bytes)
         trial.status, trial.error = FAILED, _explain(cause, trial, scene)
     finally:
-        trial.shutdown_s = _us(guard.shutdown_iterator(iterator, kill_first=not trial.ok))
-        guard.reap_children(before)
+        _stop(trial, iterator, before)
         saved.restore()
-        _keep_raw(trial, start, recorder, sampler, watch)
-        _count_samples_from_indices(trial, recorder)
+        _keep_raw(trial, start, recorder, (sampler, watch), heard)
     return trial
+
+
+def _stop(trial: Trial, iterator: Any, before: set[int]) -> None:
+    """Shut the iterator's workers down (killed first after a failure), then reap any other
+    child the trial started."""
+    trial.shutdown_s = _us(guard.shutdown_iterator(iterator, kill_first=not trial.ok))
+    guard.reap_children(before)
 
 
 def _before_forking() -> None:
@@ -159,10 +168,12 @@ def _keep_raw(
     trial: Trial,
     start: float,
     recorder: IndexRecorder,
-    sampler: MemorySampler,
-    watch: MemoryWatch,
+    memory: tuple[MemorySampler, MemoryWatch],
+    heard: list[warnings.WarningMessage],
 ) -> None:
-    """Into the trial, in seconds since ``start``: what the probes recorded beside the loop."""
+    """Into the trial, in seconds since ``start``: what the probes recorded beside the loop,
+    the batch sizes its sampler handed out, and the warnings user code raised."""
+    sampler, watch = memory
     trial.trim()
     trial.round_raw()
     if not trial.handed_s:  # not kept yet: the trial ended before its epoch did
@@ -170,6 +181,8 @@ def _keep_raw(
     trial.memory = [(_us(t - start), b) for t, b in sampler.samples]
     trial.memory_metric = sampler.metric
     trial.memory_watch = [(_us(t - start), n, b) for t, n, b in watch.samples]
+    _count_samples_from_indices(trial, recorder)
+    trial.warnings += labelled(heard)
 
 
 def _handed_since(recorder: IndexRecorder, start: float) -> list[float]:
@@ -194,7 +207,7 @@ def _raise_if_stopped(watch: MemoryWatch) -> None:
         raise MemoryLimitExceeded(watch.stopped)
 
 
-def _check_batch_count(trial: Trial, workload: Workload, expected: int | None) -> None:
+def _check_batch_count(trial: Trial, workload: Workload, expected: int | None, budget: int) -> None:
     """Warn when a whole epoch delivered another number of batches than its length says: an
     IterableDataset that does not split its work across workers repeats it in each, and one
     whose ``__len__`` is wrong ends early (the configs then do unequal work)."""
@@ -210,11 +223,22 @@ def _check_batch_count(trial: Trial, workload: Workload, expected: int | None) -
             f"the epoch delivered {trial.batches} batches where the loader's length says "
             f"{expected}: {why}"
         )
-    elif expected is None and trial.batches < workload.batch_budget:
-        trial.warnings.append(
-            f"the stream ended after {trial.batches} batches, before the --batches budget of "
-            f"{workload.batch_budget}: the figures are for that shorter run"
-        )
+    elif expected is None and trial.batches < budget:
+        trial.warnings.append(stream_note(trial.batches, budget))
+
+
+STREAM_ENDED = "the stream ended after"
+
+
+def stream_note(batches: int, budget: int, *, every_config: bool = False) -> str:
+    """What a stream that ended before the batch budget means for the figures: of one trial,
+    or (``every_config``) of a run that measured every config for the stream's length."""
+    then = (
+        "every config is measured for those batches (those cut short are estimated for them)"
+        if every_config
+        else "the figures are for that shorter run"
+    )
+    return f"{STREAM_ENDED} {batches} batches, before the --batches budget of {budget}: {then}"
 
 
 def _count_samples_from_indices(trial: Trial, recorder: IndexRecorder) -> None:
@@ -247,18 +271,6 @@ class TorchState:
         torch.random.set_rng_state(self.rng)
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-
-
-@contextlib.contextmanager
-def _quiet_torch() -> Iterator[None]:
-    """Silence DataLoader's warning about more workers than CPUs: trying that is our job."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*worker processes in total", category=UserWarning
-        )
-        # ... and its hint on a pickling failure: the trial's error explains it (failures.py)
-        warnings.filterwarnings("ignore", message="Got pickle error", category=UserWarning)
-        yield
 
 
 @dataclass

@@ -62,11 +62,19 @@ def resolve_data(obj: object, spec: str) -> Dataset[Any] | DataLoader[Any]:
         if _is_data(made):
             return made
         name = spec.rpartition(":")[2]
-        raise UsageError(
-            f"{spec}: {name}() returned a {type(made).__name__}, not a Dataset or DataLoader"
-        )
-    raise UsageError(
-        f"{spec} is a {type(obj).__name__}, not a Dataset or DataLoader "
+        raise UsageError(f"{spec}: {name}() returned {_what_instead(made)}")
+    raise UsageError(f"{spec} is {_what_instead(obj)}")
+
+
+def _what_instead(obj: object) -> str:
+    """What a target that is no data is, and what to pass instead."""
+    from loadertune.core.loaderlike import describe_iterable
+
+    iterable = describe_iterable(obj)
+    if iterable is not None:
+        return iterable
+    return (
+        f"a {type(obj).__name__}, not a Dataset or DataLoader "
         "(or a zero-argument callable returning one)"
     )
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from loadertune.core.config import LoaderConfig
+from loadertune.core.loaderclass import LoaderClass, is_json_scalar, loader_class
+from loadertune.core.loaderlike import refuse_loader_like
 from loadertune.core.probe import IndexRecorder, ProbedCollate
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ class Workload:
     batch_budget: int = DEFAULT_BATCH_BUDGET
     name: str = ""
     _base: dict[str, Any] = field(init=False, repr=False)
+    _class: LoaderClass = field(init=False, repr=False)
+    _made: dict[str, type] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from torch.utils.data import DataLoader
@@ -63,8 +67,13 @@ class Workload:
         _refuse_empty(self.data.dataset if isinstance(self.data, DataLoader) else self.data)
         if isinstance(self.data, DataLoader):
             self._base = _base_from_loader(self.data, self.batch_size)
+            self._class = loader_class(self.data, self._base)
         else:
             self._base = self._base_from_dataset()
+            self._class = LoaderClass(DataLoader)
+        self._made = self._class.made_samplers(self.dataset)
+        batching = self._base.get("batch_size") is not None
+        refuse_loader_like(self.dataset, batching=batching)
         if not self.name:
             self.name = type(self.dataset).__name__
         self._check_not_empty()
@@ -105,20 +114,19 @@ class Workload:
         Batches come out as :class:`ProbedBatch`; with ``recorder`` the sampler's output is
         recorded (map-style datasets only).
         """
-        from torch.utils.data import DataLoader
-
         kwargs = dict(self._base)
         kwargs["collate_fn"] = ProbedCollate(kwargs["collate_fn"])
         if recorder is not None and not self.is_iterable:
             key = "batch_sampler" if kwargs.get("batch_sampler") is not None else "sampler"
             recorder.inner = kwargs[key]
             kwargs[key] = recorder
-        return DataLoader(**kwargs, **config.to_kwargs())
+        built: DataLoader[Any] = self._class.build(**kwargs, **config.to_kwargs())
+        return built
 
     def epoch_batches(self) -> int | None:
         """Batches in one epoch, or None when the dataset has no length."""
         try:
-            return len(self.build_loader(LoaderConfig()))
+            return len(self._class.probe(**self._base))
         except TypeError:
             return None
 
@@ -135,6 +143,8 @@ class Workload:
             "samples": samples,
             "iterable": self.is_iterable,
             "batch_size": self._batch_size_shown(),
+            "loader_class": self._class.name,
+            "loader_fallback": self._class.fallback,
             "loader_kwargs": self.fixed_kwargs(),
             "keep_your_own": self.keep_your_own(),
             "epoch_batches": self.epoch_batches(),
@@ -147,40 +157,60 @@ class Workload:
         """The JSON-able settings that stay fixed, for ``DataLoader(dataset, **fixed, **config)``:
         batch_size, shuffle and drop_last, unless a custom (batch) sampler replaces them.
         What cannot travel in JSON is named by :meth:`keep_your_own`."""
-        if "batch_sampler" in self.keep_your_own() or "sampler" in self.keep_your_own():
-            return {}
+        own = self.keep_your_own()
+        extras = {k: v for k, v in self._class.given_extras().items() if is_json_scalar(v)}
+        if "batch_sampler" in own:  # DataLoader takes none of the three beside a batch sampler
+            return extras
         sampler = self._base.get("batch_sampler")
         fixed: dict[str, Any] = {"batch_size": self._batch_size_shown()}
-        if not self.is_iterable:
-            fixed["shuffle"] = _is_random(getattr(sampler, "sampler", self._base.get("sampler")))
+        inner = getattr(sampler, "sampler", self._base.get("sampler"))
+        if not self.is_iterable and "sampler" not in own:  # shuffle and sampler exclude
+            fixed["shuffle"] = self._is_made(inner, "random")
         fixed["drop_last"] = bool(getattr(sampler, "drop_last", self._base.get("drop_last")))
-        return fixed
+        return {**fixed, **extras}
 
     def keep_your_own(self) -> list[str]:
         """The user's own DataLoader settings that a result cannot carry (objects, not values):
         pass them again beside ``loader_kwargs``."""
-        from torch.utils.data import BatchSampler
         from torch.utils.data._utils.collate import default_collate, default_convert
 
         base = self._base
         own = []
         batch_sampler = base.get("batch_sampler")
-        if batch_sampler is not None and type(batch_sampler) is not BatchSampler:
+        if batch_sampler is not None and not self._is_made(batch_sampler, "batch"):
             own.append("batch_sampler")
         inner = getattr(batch_sampler, "sampler", base.get("sampler"))
-        if "batch_sampler" not in own and inner is not None and not _is_plain_sampler(inner):
+        if "batch_sampler" not in own and inner is not None and not self._is_plain(inner):
             own.append("sampler")
         if base.get("collate_fn") not in (default_collate, default_convert):
             own.append("collate_fn")
         own += [k for k in ("worker_init_fn", "generator") if base.get(k) is not None]
+        extras = self._class.given_extras()
+        own += [k for k, v in extras.items() if not is_json_scalar(v)]
         return own
 
-    def loader(self, config: LoaderConfig) -> DataLoader[Any]:
-        """A plain DataLoader with the workload's settings and ``config``'s knobs: what the
-        user would build with the pick (no probes)."""
-        from torch.utils.data import DataLoader
+    def _is_made(self, sampler: Any, kind: str) -> bool:
+        """Whether ``sampler`` is of the class the loader's class makes by itself as ``kind``
+        (``random`` for shuffle=True, ``sequential``, ``batch``): not the user's own."""
+        return type(sampler) is self._made[kind]
 
-        return DataLoader(**self._base, **config.to_kwargs())
+    def _is_plain(self, sampler: Any) -> bool:
+        return (
+            self._is_made(sampler, "random")
+            or self._is_made(sampler, "sequential")
+            or type(sampler).__name__ == "_InfiniteConstantSampler"
+        )
+
+    def loader(self, config: LoaderConfig) -> DataLoader[Any]:
+        """A loader of the user's class (torch's DataLoader for a Dataset) with the workload's
+        settings and ``config``'s knobs: what the user would build with the pick (no probes)."""
+        built: DataLoader[Any] = self._class.build(**self._base, **config.to_kwargs())
+        return built
+
+    @property
+    def loader_class(self) -> LoaderClass:
+        """The class trials are built with, its extra arguments, and why it fell back."""
+        return self._class
 
     @property
     def _given_loader(self) -> bool:
@@ -215,20 +245,6 @@ def _refuse_empty(dataset: Any) -> None:
         raise ValueError("the dataset is empty (len 0): there is nothing to measure")
 
 
-def _is_random(sampler: Any) -> bool:
-    from torch.utils.data import RandomSampler
-
-    return isinstance(sampler, RandomSampler)
-
-
-def _is_plain_sampler(sampler: Any) -> bool:
-    from torch.utils.data import RandomSampler, SequentialSampler
-
-    return type(sampler) in (RandomSampler, SequentialSampler) or type(sampler).__name__ == (
-        "_InfiniteConstantSampler"
-    )
-
-
 def _is_iterable(dataset: Any) -> bool:
     from torch.utils.data import IterableDataset
 
@@ -251,8 +267,10 @@ def _base_from_loader(loader: DataLoader[Any], batch_size: int | None) -> dict[s
     elif loader.batch_sampler is None:
         base["batch_size"] = None
         base["sampler"] = loader.sampler
-    elif batch_size is not None:
-        base["batch_sampler"] = BatchSampler(loader.sampler, batch_size, loader.drop_last)
+    elif batch_size is not None:  # the same batch sampler class, with the size asked for
+        given = loader.batch_sampler
+        cls = type(given) if isinstance(given, BatchSampler) else BatchSampler
+        base["batch_sampler"] = cls(loader.sampler, batch_size, loader.drop_last)
     else:
         base["batch_sampler"] = loader.batch_sampler
     return base

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loadertune.core import units
 from loadertune.core.result import Result, Summary
+from loadertune.report.table import epoch_word
 
 
 def headline_lines(result: Result) -> list[str]:
@@ -45,9 +46,7 @@ def headline(result: Result) -> str:
 
 
 def _unit(result: Result) -> str:
-    if result.workload.get("epoch_batches"):
-        return "per epoch"
-    return f"per {result.workload.get('batch_budget')} batches"
+    return f"per {epoch_word(result)}"
 
 
 def _runner_up(result: Result, best: Summary) -> Summary | None:

@@ -21,6 +21,7 @@ from loadertune.report import table
 INSTALL = "pip install 'loadertune[plot]'"
 WIDTH_IN, HEIGHT_IN, DPI = 10.0, 5.0, 120
 LOG_SCALE_RATIO = 20  # beyond this max/min spread a linear axis flattens the fast configs
+MEMORY_HEADROOM = 1.15  # the memory axis ends this far above the highest marker
 MIB_LIMIT = 4 * 2**30  # memory axis in MiB below this (312 MiB reads better than 0.3 GiB)
 VARIANT_STEP = 0.12  # horizontal offset between knob variants at one worker count
 TIMELINE_BATCHES = 40  # enough batches to see the rhythm, few enough to see each one
@@ -79,9 +80,11 @@ def throughput_png(result: Result, path: str | Path) -> Path:
     >>> throughput_png(result, "time.png")  # doctest: +SKIP
     PosixPath('time.png')
     """
+    summaries = result.summaries()
+    if all(s.failed for s in summaries):  # no time to draw: say so, not an empty frame
+        return _save(_nothing_to_draw(result), path)
     figure = _figure(HEIGHT_IN)
     ax = figure.add_subplot()
-    summaries = result.summaries()
     where = _x_positions(summaries)
     scale, unit = _time_scale(summaries)
     for name, members in _series(summaries).items():
@@ -232,7 +235,7 @@ def _plot_memory(ax: Any, summaries: Sequence[Summary], where: dict[LoaderConfig
     right.scatter(xs, ys, label="peak memory (right axis)", **MEMORY_MARKS)
     metric = _memory_metric(summaries)
     right.set_ylabel(f"peak memory, main + workers ({metric}, {unit})", color="dimgrey")
-    right.set_ylim(bottom=0)
+    right.set_ylim(bottom=0, top=max(ys) * MEMORY_HEADROOM)  # the top marker whole, not cut
     right.tick_params(axis="y", colors="dimgrey")
 
 

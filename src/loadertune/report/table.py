@@ -15,6 +15,9 @@ from loadertune.core.verdict import Bottleneck
 Justify = Literal["left", "right"]
 
 
+ONCE_MARK = " x1"
+
+
 def results_table(result: Result) -> Table:
     """A rich Table of every config: epoch time with spread, samples/s, startup, data wait,
     peak memory; the fastest row marked with ``*``."""
@@ -30,7 +33,8 @@ def results_table(result: Result) -> Table:
         table.add_column(name, justify=justify, no_wrap=True)
     for summary in result.summaries():
         marked = best is not None and summary.config == best.config
-        table.add_row(*_row(summary, marked, epochs), style="bold green" if marked else None)
+        row = _row(summary, marked, epochs, _repeated(result))
+        table.add_row(*row, style="bold green" if marked else None)
     return table
 
 
@@ -42,6 +46,11 @@ def caption(result: Result) -> str:
     runs = max(len(s.trials) for s in summaries)
     parts = [f"median of up to {runs} interleaved runs ± half their range"] if runs > 1 else []
     parts.append("* pick" if result.pick is not None else "* fastest")
+    if _repeated(result) and any(s.measured_once for s in summaries):
+        parts.append(
+            f"{ONCE_MARK.strip()} measured once: no spread, so it wins or loses only by more "
+            "than the noise floor"
+        )
     if any(not t.epoch_measured for s in summaries for t in s.ok_trials):
         parts.append("~ measured until the trial budget, the rest of the epoch at the steady rate")
     parts.append(
@@ -53,9 +62,10 @@ def caption(result: Result) -> str:
 
 
 def epoch_word(result: Result) -> str:
-    """``epoch``, or ``N batches`` for a dataset without length (measured over a budget)."""
+    """The unit every time compares: ``epoch`` (a stream that ended counts as one), or
+    ``N batches`` for a dataset without length measured over the batch budget."""
     workload = result.workload
-    if workload.get("epoch_batches"):
+    if workload.get("epoch_batches") or workload.get("stream_batches"):
         return "epoch"
     return f"{workload.get('batch_budget')} batches"
 
@@ -63,11 +73,13 @@ def epoch_word(result: Result) -> str:
 def title(result: Result) -> str:
     """What was measured, one line: workload name, batch size, batches per epoch."""
     workload = result.workload
-    what = "epoch" if workload.get("epoch_batches") else "run"
-    batches = workload.get("epoch_batches") or workload.get("batch_budget")
-    return (
-        f"{workload.get('name')}: batch {workload.get('batch_size')}, {batches} batches per {what}"
-    )
+    batches = workload.get("epoch_batches")
+    what = f"{batches} batches per epoch"
+    if not batches and workload.get("stream_batches"):
+        what = f"{workload['stream_batches']} batches per epoch (the stream's length)"
+    elif not batches:
+        what = f"{workload.get('batch_budget')} batches per run"
+    return f"{workload.get('name')}: batch {workload.get('batch_size')}, {what}"
 
 
 def _columns(epochs: int, epoch_name: str = "epoch") -> list[tuple[str, Justify]]:
@@ -84,14 +96,20 @@ def _columns(epochs: int, epoch_name: str = "epoch") -> list[tuple[str, Justify]
     return columns
 
 
-def _row(summary: Summary, marked: bool, epochs: int) -> list[str]:
+def _repeated(result: Result) -> bool:
+    """Whether any config ran more than once (then those that ran once are marked)."""
+    return any(len(s.ok_trials) > 1 for s in result.summaries())
+
+
+def _row(summary: Summary, marked: bool, epochs: int, mark_once: bool = False) -> list[str]:
     if summary.failed:
         return _failed_row(summary, epochs)
     estimated = any(not t.epoch_measured for t in summary.ok_trials)
     row = [("* " if marked else "  ") + summary.config.label()]
     if len(summary.ok_trials) < len(summary.trials):
         row[0] += f" ({len(summary.ok_trials)}/{len(summary.trials)} ok)"
-    row.append(units.seconds_spread(summary.epoch_s) + ("~" if estimated else ""))
+    once = ONCE_MARK if mark_once and summary.measured_once else ""
+    row.append(units.seconds_spread(summary.epoch_s) + ("~" if estimated else "") + once)
     if epochs > 1:
         row.append(units.seconds(_median_of(summary.planned_s)))
     row += [

@@ -25,11 +25,19 @@ def advice_lines(result: Result) -> list[str]:
 
 
 def warning_lines(result: Result) -> list[str]:
-    """Each distinct trial warning once, with the configs it came from (it carries its fix)."""
+    """Why the user's loader class was not rebuilt, and how a short stream was compared, if
+    so; then each distinct trial warning once, with the configs it came from (it carries its
+    fix)."""
     seen: dict[str, list[str]] = {}
     for trial in result.trials:
         for warning in trial.warnings:
             labels = seen.setdefault(warning, [])
             if trial.config.label() not in labels:
                 labels.append(trial.config.label())
-    return [f"Warning ({', '.join(labels)}): {text}" for text, labels in seen.items()]
+    lines = [f"Warning ({', '.join(labels)}): {text}" for text, labels in seen.items()]
+    facts = result.workload
+    notes = [f"Warning: {facts['loader_fallback']}"] if facts.get("loader_fallback") else []
+    if facts.get("stream_note"):
+        notes.append(f"Note: {facts['stream_note']}")
+    diagnosed = (result.diagnosis or {}).get("warnings") or []
+    return notes + lines + [f"Warning (diagnosis): {text}" for text in diagnosed]

@@ -1,6 +1,6 @@
 """Small datasets with a set behaviour, importable by worker processes under any start method.
 
-Also used as CLI targets: ``tests/datasets.py:tiny`` and friends.
+Also used as CLI targets: ``tests/sample_data.py:tiny`` and friends.
 """
 
 from __future__ import annotations
