@@ -140,3 +140,21 @@ def test_the_verdict_names_a_baseline_that_ran_faster_than_the_pick(
     assert sentence is not None
     assert "Your baseline, w=4, ran 1.02x as fast as the pick" in sentence
     assert "within the noise" in sentence
+
+
+def test_a_start_cut_by_the_budget_is_not_called_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loadertune.core.trial import FAILED, TrialError
+
+    def runs(workload: Workload, config: LoaderConfig, limits: Any, **kw: Any) -> Trial:
+        if config.multiprocessing_context == "forkserver":
+            error = TrialError("timeout", f"timed out: no batch for {limits.timeout_s} s")
+            return Trial(config, status=FAILED, error=error)
+        return Measured(config, 1.0 / (1 + config.num_workers), 0.5, cpu_busy=1.9)
+
+    monkeypatch.setattr(bench_module, "run_trial", runs)
+    monkeypatch.setattr(bench_module, "run_diagnosis", lambda *a, **k: {})
+    result = tune(Workload(Rows(64), batch_size=8), budget_s=30.0, max_workers=4)
+    (failed,) = result.failed_trials
+    assert failed.error is not None
+    assert str(failed.error).startswith("stopped: no batch within the ")
+    assert "s left of the budget (slow to start, not a hang" in str(failed.error)

@@ -246,6 +246,8 @@ class _Search:
         )
         trial = self.runner.one(config, repeat, (len(self.result.trials), None), limits)
         self.budget.spent(config, self.budget.clock() - began - self.runner.warm_up_wall_s)
+        if limits.timeout_s < self.runner.limits.timeout_s:
+            _blame_the_budget(trial, limits.timeout_s)
         reason = rejection(trial, self.max_memory_bytes)
         if reason:
             self.rejected[config] = reason
@@ -289,6 +291,17 @@ class _Search:
             "next": self.next_config.to_kwargs() if self.next_config else None,
             "rejected": {c.label(): why for c, why in self.rejected.items()},
         }
+
+
+def _blame_the_budget(trial: Trial, left_s: float) -> None:
+    """A trial whose no-batch timeout was cut to what was left of the budget did not hang:
+    it was slow to start (forkserver or many workers). Say so, not "timed out"."""
+    error = trial.error
+    if error is not None and error.kind == "timeout" and not trial.batches:
+        error.message = (
+            f"stopped: no batch within the {left_s:.3g} s left of the budget (slow to start, "
+            "not a hang; a larger --budget measures it)"
+        )
 
 
 def rejection(trial: Trial, max_memory_bytes: int | None) -> str | None:
