@@ -158,3 +158,32 @@ def test_a_start_cut_by_the_budget_is_not_called_a_hang(monkeypatch: pytest.Monk
     assert failed.error is not None
     assert str(failed.error).startswith("stopped: no batch within the ")
     assert "s left of the budget (slow to start, not a hang" in str(failed.error)
+
+
+def _slow_runs(seconds: float) -> Any:
+    def runs(workload: Workload, config: LoaderConfig, limits: Any, **kw: Any) -> Trial:
+        time.sleep(seconds)  # the budget's clock is real: trials must take time
+        return Measured(config, 1.0, 0.9, cpu_busy=0.2, repeat=kw.get("repeat", 0))
+
+    return runs
+
+
+def test_a_budget_that_fits_one_config_makes_no_pick_and_says_what_budget_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bench_module, "run_trial", _slow_runs(1.0))
+    result = tune(Workload(Rows(64), batch_size=8), budget_s=3.0)
+    assert [t.config for t in result.trials] == [LoaderConfig(0)]
+    assert result.best is None and result.tuning is not None
+    reason = result.tuning["reason"]
+    assert reason.startswith("the budget (3 s) fit only w=0, with nothing to compare it to")
+    assert "the next trial (w=2) needs about 1 s more, so give --budget " in reason
+
+
+def test_a_budget_that_fits_no_trial_says_so_not_that_trials_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bench_module, "run_trial", _slow_runs(1.0))
+    result = tune(Workload(Rows(64), batch_size=8), budget_s=1.0)
+    assert result.trials == [] and result.best is None and result.tuning is not None
+    assert result.tuning["reason"].startswith("the budget (1 s) ran out before the first trial")

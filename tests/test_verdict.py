@@ -109,7 +109,11 @@ def test_headroom_compares_the_pick_with_the_step_alone() -> None:
     diagnosis = {"step_alone": {"samples_per_s": pick_rate.median * 2}}
     verdict = classic_like(diagnosis).verdict
     assert verdict is not None and verdict["headroom"]["pick_share"] == pytest.approx(0.5)
-    assert "the pick reaches 50%" in verdict["sentence"]
+    assert "w=0 reaches 50%" in verdict["sentence"]  # a bench made no pick: named by label
+    tuned = classic_like(diagnosis)
+    tuned.tuning = {"pick": None}
+    tuned.pick = tuned.summaries()[0].config
+    assert "the pick reaches 50%" in (tuned.verdict or {})["sentence"]
 
 
 def test_verdicts_travel_in_the_json_and_come_back() -> None:

@@ -74,7 +74,7 @@ def pick_sentence(summary: Summary, verdict: Bottleneck, cpus: int | None = None
         return (
             f"Startup-bound: at {label}, {units.percent(verdict.startup_share)} of the run passes "
             f"before the first batch ({units.seconds(startup.median if startup else None)} to "
-            "start the workers); persistent_workers=True or fewer workers would cut it."
+            f"start the workers); {_startup_fix(summary)} would cut it."
         )
     if verdict.kind == COMPUTE:
         return (
@@ -93,6 +93,13 @@ def pick_sentence(summary: Summary, verdict: Bottleneck, cpus: int | None = None
         f"Input-bound ({verdict.degree}): at {label} the step waits for data {wait} of the "
         f"time{where}.{_cpu_note(summary, cpus)}"
     )
+
+
+def _startup_fix(summary: Summary) -> str:
+    """Persistent workers pay startup once, so they help only when more epochs follow."""
+    if summary.epochs > 1 and not summary.config.persistent_workers:
+        return "persistent_workers=True or fewer workers"
+    return "fewer workers"
 
 
 def loader_only_sentence(summary: Summary, cpus: int | None) -> str:
@@ -154,7 +161,8 @@ def headroom(result: Result) -> dict[str, Any] | None:
         return None
     loader = (diagnosis.get("loader_alone") or {}).get("samples_per_s")
     share = pick.median / alone
-    sentence = _headroom_sentence(alone, pick.median, share)
+    who = "the pick" if result.tuning else f"{best.config.label()}" if best else "it"
+    sentence = _headroom_sentence(alone, pick.median, share, who)
     if loader:
         sentence += f", and its loader alone makes {units.rate(loader)} samples/s"
     return {
@@ -166,16 +174,18 @@ def headroom(result: Result) -> dict[str, Any] | None:
     }
 
 
-def _headroom_sentence(alone: float, pick: float, share: float) -> str:
+def _headroom_sentence(alone: float, pick: float, share: float, who: str) -> str:
+    """``who``: the pick of a search, else the best config measured (by its label)."""
     if share >= AT_STEP_SPEED:  # over 100% is the machine's drift between the two measurements
         return (
-            f"The pick runs at about the speed of the step alone on cached batches "
+            f"{who[:1].upper()}{who[1:]} runs at about the speed of the step alone on cached "
+            "batches "
             f"({units.rate(pick)} against {units.rate(alone)} samples/s): faster loading cannot "
             "help"
         )
     return (
         f"The best possible here is about {units.rate(alone)} samples/s (the step alone on "
-        f"cached batches); the pick reaches {units.percent(share)}"
+        f"cached batches); {who} reaches {units.percent(share)}"
     )
 
 

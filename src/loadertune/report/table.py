@@ -79,7 +79,9 @@ def title(result: Result) -> str:
         what = f"{workload['stream_batches']} batches per epoch (the stream's length)"
     elif not batches:
         what = f"{workload.get('batch_budget')} batches per run"
-    return f"{workload.get('name')}: batch {workload.get('batch_size')}, {what}"
+    size = workload.get("batch_size")
+    batch = f"batch {size}" if size is not None else "batches as the dataset yields them"
+    return f"{workload.get('name')}: {batch}, {what}"
 
 
 def _columns(epochs: int, epoch_name: str = "epoch") -> list[tuple[str, Justify]]:

@@ -3,6 +3,7 @@ the fastest, and say what it gains over the baseline and the two common rules.""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ SEARCH_SHARE = 0.9  # ... and the last tenth is kept for the pick's diagnosis (h
 DIAGNOSIS_EXTRA_S = 1.5  # the diagnosis beyond its loader-alone trial: step alone, batch probes
 MIN_TIMEOUT_S = 1.0  # a trial's no-batch timeout never drops below this, however little is left
 FIRST_TRIAL_FACTOR = 2.0  # until a trial has run, assume one takes twice the trial budget
+MIN_COMPARED = 2  # fewer configs measured than this when the budget ran out: no pick
 
 
 @dataclass
@@ -253,11 +255,34 @@ class _Search:
             self.rejected[config] = reason
 
     def conclude(self, strategy: Strategy) -> None:
+        """The pick, unless the budget left nothing to compare: one config measured is no
+        tuning (on 3 ms storage reads a 5 s budget measured w=0 alone, 5x slower than w=16),
+        and saying "pick" then would be a confident wrong answer."""
         history = self.history()
-        chosen = pick(history.usable())
+        usable = history.usable()
+        cut_short = self.next_config is not None and len(usable) < MIN_COMPARED
+        chosen = None if cut_short else pick(usable)
         self.result.pick = chosen.chosen.config if chosen else None
         self.result.tuning = self._report(strategy, chosen, history)
+        if cut_short:
+            self.result.tuning["reason"] = self._too_short(usable)
         self.runner.save()
+
+    def _too_short(self, usable: list[Summary]) -> str:
+        """Why there is no pick when the budget ran out before two configs were measured."""
+        total, elapsed = self.budget.total_s, self.budget.elapsed_s
+        nxt = self.next_config or LoaderConfig()
+        more = self.budget.predict_s(nxt, self.runner.limits.budget_s)
+        if not self.result.trials:
+            done = f"the budget ({total:.3g} s) ran out before the first trial: {elapsed:.2g} s "
+            done += "had passed importing torch and your code"
+        else:
+            measured = ", ".join(s.config.label() for s in usable) or "no config"
+            done = f"the budget ({total:.3g} s) fit only {measured}, with nothing to compare it to"
+        return (
+            f"{done}; the next trial ({nxt.label()}) needs about {more:.2g} s more, so give "
+            f"--budget {math.ceil(elapsed + 3 * more)} or more"
+        )
 
     def diagnose(self) -> None:
         """The pick's headroom and batch probes, if what is left of the budget fits them (the
