@@ -116,10 +116,25 @@ def test_grid_proposes_every_config_once() -> None:
 
 
 def test_pick_prefers_the_cheaper_config_within_noise() -> None:
-    chosen = pick(summaries(Measured(C(8), 1.00), Measured(C(4), 1.02), Measured(C(2), 1.5)))
+    twice = [
+        Measured(C(n), t, repeat=r) for n, t in ((8, 1.0), (4, 1.02), (2, 1.5)) for r in (0, 1)
+    ]
+    chosen = pick(summaries(*twice))
     assert chosen is not None
     assert chosen.chosen.config == C(4) and chosen.fastest.config == C(8)
     assert "within the noise (3.0%)" in chosen.reason
+
+
+def test_a_config_measured_once_wins_only_beyond_the_whole_noise_range() -> None:
+    # one run of w=2 4% under w=0's median of two: within the range one run can land in
+    runs = [Measured(C(0), 1.04, repeat=0), Measured(C(0), 1.04, repeat=1), Measured(C(2), 1.0)]
+    chosen = pick(summaries(*runs))
+    assert chosen is not None and chosen.chosen.config == C(0)
+    assert (
+        "within the noise (6.0%)" in chosen.reason and "one of them measured once" in chosen.reason
+    )
+    clear = pick(summaries(*runs[:2], Measured(C(2), 0.9)))  # 13.5% faster: a real win
+    assert clear is not None and clear.chosen.config == C(2)
 
 
 def test_a_challenger_must_beat_the_measured_noise() -> None:

@@ -14,6 +14,10 @@ MIN_NOISE = 0.03  # a challenger must win by more than 3% (pytorch-autotune's fl
 # ... or by more than the measured noise: half the median relative range across repeats, or
 # for two configs measured side by side in the same rounds, half the range of their ratios.
 MIN_PAIRS = 3
+SINGLE_RUN_FACTOR = 2  # a figure from one run against a median: the band is the whole range,
+# not half of it. The noise is half the range of repeats (a median's uncertainty); one run can
+# land anywhere in that range, so it wins or loses only beyond it (on JPEG files a w=2 run
+# once beat the w=0 median by 4% with a 3% band, and ran 1.06x slower head to head)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Gap:
     gap: float
     noise: float
     paired: int  # rounds in which both were measured (0: medians compared)
+    once: bool = False  # one side ran once: the band is widened (see SINGLE_RUN_FACTOR)
 
     @property
     def within(self) -> bool:
@@ -79,7 +84,8 @@ def _gap(summary: Summary, fastest: Summary, noise: float) -> Gap:
     ratios = paired_ratios(summary, fastest)
     if summary.config == fastest.config or len(ratios) < MIN_PAIRS:
         gap = planned_median(summary) / planned_median(fastest) - 1
-        return Gap(summary.config, gap, noise, 0)
+        once = summary.measured_once or fastest.measured_once
+        return Gap(summary.config, gap, SINGLE_RUN_FACTOR * noise if once else noise, 0, once)
     spread = (max(ratios) - min(ratios)) / 2
     return Gap(summary.config, statistics.median(ratios) - 1, max(MIN_NOISE, spread), len(ratios))
 
@@ -99,6 +105,7 @@ def _reason(chosen: Gap, fastest: Summary, noise: float) -> str:
     if chosen.config == fastest.config:
         return f"fastest measured; no cheaper config within the noise ({noise:.1%})"
     how = f", median of {chosen.paired} side-by-side rounds" if chosen.paired else ""
+    how += ", one of them measured once" if chosen.once else ""
     return (
         f"within the noise ({chosen.noise:.1%}) of the fastest, {fastest.config.label()} "
         f"({chosen.gap:+.1%}{how}), and cheaper: picked the fewer workers / less memory"
