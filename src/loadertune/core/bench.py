@@ -215,7 +215,7 @@ class TrialRunner:
         """At most the trial budget, and :data:`WARM_UP_S`; a stream of unknown length gets at
         least that long, so a short one runs to its end and its length is known before the
         first timed trial (a 50-batch webdataset stream cut at 0.5 s was estimated for 200)."""
-        if self.stream_batches is None and self.workload.epoch_batches() is None:
+        if self.stream_batches is None and not self.result.workload["epoch_batches"]:
             return max(limits.budget_s, WARM_UP_S)
         return min(limits.budget_s, WARM_UP_S)
 

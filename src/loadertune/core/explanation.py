@@ -161,7 +161,7 @@ def headroom(result: Result) -> dict[str, Any] | None:
         return None
     loader = (diagnosis.get("loader_alone") or {}).get("samples_per_s")
     share = pick.median / alone
-    who = "the pick" if result.tuning else f"{best.config.label()}" if best else "it"
+    who = "the pick" if result.tuning or best is None else best.config.label()
     sentence = _headroom_sentence(alone, pick.median, share, who)
     if loader:
         sentence += f", and its loader alone makes {units.rate(loader)} samples/s"

@@ -53,14 +53,19 @@ class LoaderClass:
         and its batch sampler class: ``sequential``, ``random`` and ``batch``."""
         from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
 
-        made = {"sequential": SequentialSampler, "random": RandomSampler, "batch": BatchSampler}
+        torch_made = {
+            "sequential": SequentialSampler,
+            "random": RandomSampler,
+            "batch": BatchSampler,
+        }
+        made = dict(torch_made)
         try:
             for name, shuffle in (("sequential", False), ("random", True)):
                 reference = self.probe(dataset=dataset, batch_size=2, shuffle=shuffle)
                 made[name] = type(reference.sampler)
                 made["batch"] = type(reference.batch_sampler)
         except Exception:  # noqa: BLE001 - a class that cannot make them keeps torch's
-            return {"sequential": SequentialSampler, "random": RandomSampler, "batch": BatchSampler}
+            return torch_made
         return made
 
 

@@ -31,9 +31,10 @@ def results_table(result: Result) -> Table:
     )
     for name, justify in _columns(epochs, epoch_word(result)):
         table.add_column(name, justify=justify, no_wrap=True)
+    mark_once = _repeated(result)
     for summary in result.summaries():
         marked = best is not None and summary.config == best.config
-        row = _row(summary, marked, epochs, _repeated(result))
+        row = _row(summary, marked, epochs, mark_once)
         table.add_row(*row, style="bold green" if marked else None)
     return table
 
@@ -48,8 +49,8 @@ def caption(result: Result) -> str:
     parts.append("* pick" if result.pick is not None else "* fastest")
     if _repeated(result) and any(s.measured_once for s in summaries):
         parts.append(
-            f"{ONCE_MARK.strip()} measured once: no spread, so it wins or loses only by more "
-            "than the noise floor"
+            f"{ONCE_MARK.strip()} measured once: no spread, so it wins or loses only beyond "
+            "twice the noise band"
         )
     if any(not t.epoch_measured for s in summaries for t in s.ok_trials):
         parts.append("~ measured until the trial budget, the rest of the epoch at the steady rate")
