@@ -207,7 +207,7 @@ class Line:
 
 
 def lines_of(rows: list[Row], merged: Result) -> list[Line]:
-    from loadertune.core.stats import spread
+    from loadertune.records.stats import spread
 
     summaries = {s.config: s for s in merged.summaries()}
     return [Line(row, spread(row.hand_s), summaries[row.config].epoch_s) for row in rows]

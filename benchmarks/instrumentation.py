@@ -30,8 +30,8 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, Tensor
 
 import workloads
 from loadertune import LoaderConfig, TrialLimits, Workload
-from loadertune.core.probe import IndexRecorder, ProbedCollate
-from loadertune.core.runner import run_trial
+from loadertune.engine.offline import run_trial
+from loadertune.engine.probe import IndexRecorder, ProbedCollate
 from results_file import finish, provenance
 
 SECTION = "## Instrumentation cost"

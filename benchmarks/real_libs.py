@@ -680,7 +680,7 @@ def library_versions() -> str:
 
 
 def machine_text(load_before: tuple[float, ...]) -> str:
-    from loadertune.core.machine import machine_facts
+    from loadertune.engine.machine import machine_facts
 
     facts = machine_facts()
     load_after = os.getloadavg()

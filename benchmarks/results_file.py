@@ -23,7 +23,7 @@ def write_section(path: Path, heading: str, text: str) -> None:
 
 def provenance(script: str, argv: list[str]) -> str:
     """The command that made a section, when, and the machine facts, as one Markdown line."""
-    from loadertune.core.machine import machine_facts
+    from loadertune.engine.machine import machine_facts
 
     facts = machine_facts()
     return (

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import workloads
 from loadertune import LoaderConfig, Workload, tune
-from loadertune.core.machine import machine_facts
+from loadertune.engine.machine import machine_facts
 from loadertune.tuning.strategy import worker_grid
 from results_file import RESULTS_PATH, write_section
 

@@ -23,9 +23,10 @@ from typing import Any
 
 import workloads
 from loadertune import LoaderConfig, Result, TrialLimits, Workload, bench
-from loadertune.core import units
-from loadertune.core.machine import machine_facts
-from loadertune.demo import classic_workload, demo_configs
+from loadertune.analysis.verdict import summary_bottleneck
+from loadertune.cli.classic import classic_workload, demo_configs
+from loadertune.engine.machine import machine_facts
+from loadertune.records import units
 from results_file import finish, provenance
 
 SECTION = "## Verdicts on known bottlenecks"
@@ -65,7 +66,7 @@ def run(workload: Workload, configs: list[LoaderConfig], repeats: int) -> Result
 def rows(result: Result) -> list[str]:
     out = []
     for summary in result.summaries():
-        verdict = summary.bottleneck
+        verdict = summary_bottleneck(summary)
         epoch = summary.epoch_s
         out.append(
             f"| {result.workload['name']} | {summary.config.label()} "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loadertune.core.stats import BatchTimes
+from loadertune.records.stats import BatchTimes
 
 
 @dataclass

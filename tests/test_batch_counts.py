@@ -11,7 +11,7 @@ import pytest
 
 from iterables import Short, Unsplit, hanging_step
 from loadertune import LoaderConfig, TrialLimits, Workload
-from loadertune.core.runner import run_trial
+from loadertune.engine.offline import run_trial
 from sample_data import Rows
 
 LIMITS = TrialLimits(budget_s=30.0, timeout_s=20.0)
@@ -51,7 +51,7 @@ def test_a_step_that_hangs_is_named_not_the_data() -> None:
 KILLED_WORKERS = """
 from sample_data import HangsAt
 from loadertune import LoaderConfig, TrialLimits, Workload
-from loadertune.core.runner import run_trial
+from loadertune.engine.offline import run_trial
 
 trial = run_trial(
     Workload(HangsAt(bad=9, n=64), batch_size=1, shuffle=False),

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loadertune import Interrupted, LoaderConfig, TrialEvent, TrialLimits, Workload, bench
-from loadertune.core.bench import schedule
+from loadertune.engine.bench import schedule
 from sample_data import InterruptsAt, RaisesAt, Rows, sum_step
 
 LIMITS = TrialLimits(budget_s=30, timeout_s=20)
@@ -109,7 +109,7 @@ def test_bad_arguments() -> None:
 def test_an_interrupt_swallowed_during_fork_is_raised_at_the_next_trial() -> None:
     """Python ignores a KeyboardInterrupt raised in an at-fork handler; the CLI's handler
     remembers it, and the next safe point raises it again."""
-    from loadertune.core import guard
+    from loadertune.engine import harness as guard
 
     guard._interrupt_requested.set()  # as if the handler had run inside os.fork
     with pytest.raises(Interrupted) as info:

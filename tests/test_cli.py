@@ -218,7 +218,7 @@ def test_bench_max_memory_stops_a_hoarding_config_and_exits_1(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "300")
     out = tmp_path / "r.json"
-    from loadertune.core.memory import tree_memory_bytes
+    from loadertune.engine.memory import tree_memory_bytes
 
     limit_mib = tree_memory_bytes()[0] // 2**20 + 150
     args = ["bench", f"{DATASETS}:hoards", "--workers", "0,2", "--repeats", "1"]
@@ -274,3 +274,10 @@ def test_a_batch_larger_than_the_dataset_without_drop_last_is_one_batch(
     assert main([*args, "--repeats", "1", "--json", str(out)]) == 0
     trial = json.loads(out.read_text())["trials"][0]
     assert trial["raw"]["n_samples"] == [256] and trial["complete"] is True
+
+
+def test_the_strategies_the_help_names_are_the_ones_tune_knows() -> None:
+    from loadertune.cli.parser import _STRATEGIES
+    from loadertune.tuning.tune import STRATEGIES
+
+    assert set(_STRATEGIES) == set(STRATEGIES)

@@ -13,10 +13,12 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from fakes import Measured
 from loadertune import LoaderConfig, TrialLimits, Workload, bench, tune
-from loadertune.core import bench as bench_module
-from loadertune.core.bench import TrialRunner, new_result
-from loadertune.core.explanation import baseline_sentence
-from loadertune.core.trial import Trial
+from loadertune.analysis.document import document
+from loadertune.analysis.explanation import baseline_sentence
+from loadertune.engine import trials as bench_module
+from loadertune.engine.bench import new_result
+from loadertune.engine.trials import TrialRunner
+from loadertune.records.trial import Trial
 from loadertune.report.table import epoch_word, title
 from loadertune.report.verdict import warning_lines
 from sample_data import Rows
@@ -109,7 +111,7 @@ def test_a_config_measured_once_is_marked_in_the_table_and_the_json(fake_runs: F
     result = tune(Workload(Rows(64), batch_size=8), budget_s=30.0)
     once = [s for s in result.summaries() if s.measured_once]
     assert once and any(not s.measured_once for s in result.summaries())
-    doc = result.to_dict()
+    doc = document(result)
     assert {s["label"] for s in doc["summary"] if s["measured_once"]} == {
         s.config.label() for s in once
     }
@@ -143,7 +145,7 @@ def test_the_verdict_names_a_baseline_that_ran_faster_than_the_pick(
 
 
 def test_a_start_cut_by_the_budget_is_not_called_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
-    from loadertune.core.trial import FAILED, TrialError
+    from loadertune.records.trial import FAILED, TrialError
 
     def runs(workload: Workload, config: LoaderConfig, limits: Any, **kw: Any) -> Trial:
         if config.multiprocessing_context == "forkserver":

@@ -9,7 +9,7 @@ import torch
 
 from in_memory import broken_step, pixels, tensors, train_step
 from loadertune import LoaderConfig, Workload, profile
-from loadertune.core.diagnose import batch_facts, batched_fetch, diagnose
+from loadertune.engine.diagnose import batch_facts, batched_fetch, diagnose
 from sample_data import Rows
 
 

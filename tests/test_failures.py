@@ -7,10 +7,10 @@ import signal
 import pytest
 
 from loadertune import LoaderConfig, Trial, Workload
-from loadertune.core.failures import explain
-from loadertune.core.guard import DeadWorker
-from loadertune.core.memwatch import MemoryLimitExceeded
-from loadertune.core.probe import IndexRecorder
+from loadertune.engine.backends import DeadWorker
+from loadertune.engine.failures import explain
+from loadertune.engine.memwatch import MemoryLimitExceeded
+from loadertune.engine.probe import IndexRecorder
 from sample_data import Rows
 
 MiB = 2**20

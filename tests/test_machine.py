@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadertune.core.machine import (
+from loadertune.engine.machine import (
     CpuCount,
     MachineFacts,
     machine_facts,
@@ -22,7 +22,7 @@ from loadertune.core.machine import (
     usable_cpus,
 )
 
-MACHINE_PY = Path(__file__).resolve().parents[1] / "src/loadertune/core/machine.py"
+MACHINE_PY = Path(__file__).resolve().parents[1] / "src/loadertune/engine/machine.py"
 
 
 def write(path: Path, text: str) -> None:
@@ -273,7 +273,7 @@ def test_module_does_not_import_torch() -> None:
 
 
 def test_shm_warning_past_half_of_dev_shm_names_the_figures_and_the_fix() -> None:
-    from loadertune.core.machine import shm_warning
+    from loadertune.engine.machine import shm_warning
 
     mib = 2**20
     assert shm_warning(4, 2, 4 * mib, 64 * mib) is None  # 32 MiB: half, not more

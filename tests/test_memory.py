@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
-from loadertune.core.memory import MemorySampler, tree_memory_bytes
+from loadertune.engine.memory import MemorySampler, tree_memory_bytes
 
 CHILD_BYTES = 200 * 2**20
 MIN_GROWTH_BYTES = 150 * 2**20

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from loadertune.core.guard import Watchdog
-from loadertune.core.memwatch import (
+from loadertune.engine.harness import Watchdog
+from loadertune.engine.memwatch import (
     GROWTH_NOISE_BYTES,
     PAGE_BYTES,
     MemoryLimitExceeded,

@@ -6,7 +6,7 @@ import pytest
 
 from fakes import Measured, summaries, timed
 from loadertune import LoaderConfig as C
-from loadertune.core.result import Summary
+from loadertune.records.result import Summary
 from loadertune.tuning.adaptive import Adaptive
 from loadertune.tuning.history import History
 from loadertune.tuning.model import LoaderFit, fit, suggest_workers

@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import DataLoader, SubsetRandomSampler, TensorDataset
 
 from loadertune import LoaderConfig, Workload, bench
-from loadertune.core.errors import UsageError
-from loadertune.core.targets import resolve_data
+from loadertune.cli.targets import resolve_data
+from loadertune.records.errors import UsageError
 from loadertune.report.verdict import warning_lines
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # torchdata's own deprecations

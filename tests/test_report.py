@@ -5,7 +5,7 @@ import io
 from rich.console import Console
 
 import fakes
-from loadertune.commands import render
+from loadertune.cli.render import render
 from loadertune.report.headline import headline
 from loadertune.report.table import results_table
 

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import fakes
 from loadertune import Result
+from loadertune.analysis.document import document, save
 
 
 def test_best_is_the_lowest_median_and_its_kwargs_build_a_loader() -> None:
@@ -47,12 +48,12 @@ def test_failed_configs_are_kept_but_never_best() -> None:
 def test_json_round_trip_keeps_every_figure(tmp_path: Path) -> None:
     result = fakes.result(fakes.trial(0, 0.01), fakes.failed(2), fakes.trial(4, 0.004))
     path = tmp_path / "out" / "result.json"
-    result.save(path)
+    save(result, path)
     doc = json.loads(path.read_text())
     assert doc["schema"] == "loadertune.result" and doc["version"] == 1
     assert doc["best"]["loader_kwargs"]["num_workers"] == 4
     again = Result.load(path)
-    assert again.to_dict() == result.to_dict() == doc
+    assert document(again) == document(result) == doc
     assert [p.name for p in path.parent.iterdir()] == ["result.json"]  # no temporary file left
 
 
@@ -60,14 +61,14 @@ def test_an_interrupted_write_leaves_the_last_whole_document(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "result.json"
-    fakes.result(fakes.trial(0, 0.01)).save(path)
+    save(fakes.result(fakes.trial(0, 0.01)), path)
 
     def explode(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr("os.fsync", explode)
     with pytest.raises(OSError, match="disk full"):
-        fakes.result(fakes.trial(0, 0.01), fakes.trial(2, 0.01)).save(path)
+        save(fakes.result(fakes.trial(0, 0.01), fakes.trial(2, 0.01)), path)
     assert len(Result.load(path).trials) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
@@ -87,7 +88,7 @@ def test_foreign_documents_are_refused(doc: dict[str, object], message: str) -> 
 def test_the_document_is_an_ordinary_readable_file(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
-        fakes.result(fakes.trial(0, 0.01)).save(tmp_path / "r.json")
+        save(fakes.result(fakes.trial(0, 0.01)), tmp_path / "r.json")
     finally:
         os.umask(old)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644

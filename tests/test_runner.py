@@ -12,8 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from loadertune import LoaderConfig, Trial, TrialLimits, Workload
-from loadertune.core.memory import tree_memory_bytes
-from loadertune.core.runner import bare_min_batches, min_batches, run_trial, tensor_bytes
+from loadertune.engine.batches import tensor_bytes
+from loadertune.engine.memory import tree_memory_bytes
+from loadertune.engine.offline import run_trial
+from loadertune.records.limits import bare_min_batches, min_batches
 from sample_data import (
     BigBatches,
     Busy,
@@ -41,7 +43,7 @@ def _children() -> set[int]:
 
 @pytest.fixture(autouse=True)
 def no_worker_left_behind() -> object:
-    from loadertune.core.guard import _multiprocessing_helpers
+    from loadertune.engine.harness import _multiprocessing_helpers
 
     before = _children()
     yield

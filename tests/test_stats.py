@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadertune.core import stats
-from loadertune.core.stats import BatchTimes
+from loadertune.records import stats
+from loadertune.records.stats import BatchTimes
 from simloader import SimLoader
 
 

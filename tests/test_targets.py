@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from torch.utils.data import DataLoader, Dataset
 
-from loadertune.core.errors import UsageError
-from loadertune.core.targets import load_target, resolve_data, resolve_step
+from loadertune.cli.targets import load_target, resolve_data, resolve_step
+from loadertune.records.errors import UsageError
 
 SQUARES = """
 from torch.utils.data import DataLoader, Dataset

@@ -12,8 +12,8 @@ import pytest
 
 import fakes
 from loadertune import LoaderConfig, Trial, TrialError
-from loadertune.core import timeline
-from loadertune.core.timeline import MAIN, MAIN_LOADING, Span
+from loadertune.analysis import timeline
+from loadertune.analysis.timeline import MAIN, MAIN_LOADING, Span
 from loadertune.report.mermaid import gantt
 from loadertune.report.trace import chrome_trace
 
@@ -179,7 +179,7 @@ def test_timeline_trial_is_the_best_configs_median_repeat() -> None:
 
 def test_the_timeline_and_text_renderers_import_no_torch() -> None:
     code = (
-        "import sys, loadertune.core.timeline, loadertune.report.trace, "
+        "import sys, loadertune.analysis.timeline, loadertune.report.trace, "
         "loadertune.report.mermaid; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -7,7 +7,7 @@ import pytest
 
 import fakes
 from loadertune import LoaderConfig, TrialError, Workload, tune
-from loadertune.core.memory import tree_memory_bytes
+from loadertune.engine.memory import tree_memory_bytes
 from loadertune.tuning.tune import rejection
 from sample_data import Hoards
 

@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from fakes import MACHINE, WORKLOAD, classic_like, timed
 from loadertune import Result, Trial
-from loadertune.core import stats
-from loadertune.core.advice import findings
-from loadertune.core.verdict import config_bottleneck, startup_share, trial_bottleneck
+from loadertune.analysis.advice import findings
+from loadertune.analysis.document import document
+from loadertune.analysis.explanation import result_verdict
+from loadertune.analysis.verdict import config_bottleneck, startup_share, trial_bottleneck
+from loadertune.records import stats
 
 
 def verdict_of(trial: Trial, epochs: int = 1) -> tuple[str, str | None]:
@@ -93,7 +95,7 @@ def test_transit_share_is_a_share(rows: list[tuple[float, float, float]]) -> Non
 
 
 def test_the_verdict_explains_why_more_workers_lose() -> None:
-    verdict = classic_like().verdict
+    verdict = result_verdict(classic_like())
     assert verdict is not None
     assert verdict["kind"] == "input" and verdict["config"] == "w=0"
     sentence = verdict["sentence"]
@@ -107,23 +109,25 @@ def test_headroom_compares_the_pick_with_the_step_alone() -> None:
     pick_rate = classic_like().summaries()[0].figure("samples_per_s")
     assert pick_rate is not None
     diagnosis = {"step_alone": {"samples_per_s": pick_rate.median * 2}}
-    verdict = classic_like(diagnosis).verdict
+    verdict = result_verdict(classic_like(diagnosis))
     assert verdict is not None and verdict["headroom"]["pick_share"] == pytest.approx(0.5)
     assert "w=0 reaches 50%" in verdict["sentence"]  # a bench made no pick: named by label
     tuned = classic_like(diagnosis)
     tuned.tuning = {"pick": None}
     tuned.pick = tuned.summaries()[0].config
-    assert "the pick reaches 50%" in (tuned.verdict or {})["sentence"]
+    assert "the pick reaches 50%" in (result_verdict(tuned) or {})["sentence"]
 
 
 def test_verdicts_travel_in_the_json_and_come_back() -> None:
     result = classic_like({"step_alone": {"samples_per_s": 1e5}})
-    doc = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    doc = json.loads(json.dumps(document(result), allow_nan=False))
     assert doc["verdict"]["kind"] == "input"
     assert doc["summary"][1]["bottleneck"]["kind"] == "transfer"
     assert {t["bottleneck"]["kind"] for t in doc["trials"]} == {"input", "transfer"}
     again = Result.from_dict(doc)
-    assert again.verdict == result.verdict and again.advice == result.advice
+    # what the document held comes back as the record's verdict and advice
+    assert again.verdict == result_verdict(result) and again.advice == findings(result)
+    assert again.verdict is not None
 
 
 def test_batched_fetch_is_advised_with_its_measurement_when_loading_matters() -> None:
@@ -174,7 +178,7 @@ def test_persistent_workers_are_advised_for_a_multi_epoch_run_that_never_tried_t
 def test_a_pick_as_fast_as_the_step_alone_is_said_to_run_at_its_speed() -> None:
     rate = classic_like().summaries()[0].figure("samples_per_s")
     assert rate is not None
-    verdict = classic_like({"step_alone": {"samples_per_s": rate.median * 0.9}}).verdict
+    verdict = result_verdict(classic_like({"step_alone": {"samples_per_s": rate.median * 0.9}}))
     assert verdict is not None  # the step alone measured slower than the pick: machine drift
     assert "runs at about the speed of the step alone" in verdict["sentence"]
     assert "reaches" not in verdict["sentence"]
@@ -183,7 +187,7 @@ def test_a_pick_as_fast_as_the_step_alone_is_said_to_run_at_its_speed() -> None:
 def test_without_a_step_the_verdict_speaks_of_the_loader_alone() -> None:
     result = classic_like()
     result.workload = {**result.workload, "step": None}
-    verdict = result.verdict
+    verdict = result_verdict(result)
     assert verdict is not None and verdict["sentence"].startswith("No training step was given")
     assert "at w=0 the loader delivers" in verdict["sentence"]
 

@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from loadertune import LoaderConfig, Workload
-from loadertune.core.probe import IndexRecorder, ProbedBatch
+from loadertune.engine.probe import IndexRecorder, ProbedBatch
 from sample_data import Rows, Stream
 
 

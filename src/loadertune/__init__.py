@@ -9,13 +9,14 @@ on your machine, by measuring them.
 
 from __future__ import annotations
 
-from loadertune.core.bench import Interrupted, TrialEvent, bench, profile
-from loadertune.core.config import LoaderConfig
-from loadertune.core.errors import LoadertuneError, LoadertuneWarning, TrialTimeout, UsageError
-from loadertune.core.result import Result, Summary
-from loadertune.core.runner import TrialLimits
-from loadertune.core.trial import Trial, TrialError
-from loadertune.core.workload import Workload
+from loadertune.engine.bench import bench, profile
+from loadertune.engine.trials import Interrupted, TrialEvent
+from loadertune.engine.workload import Workload
+from loadertune.records.config import LoaderConfig
+from loadertune.records.errors import LoadertuneError, LoadertuneWarning, TrialTimeout, UsageError
+from loadertune.records.limits import TrialLimits
+from loadertune.records.result import Result, Summary
+from loadertune.records.trial import Trial, TrialError
 from loadertune.tuning.tune import tune
 
 __version__ = "0.1.0"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadertune.core.result import Result, write_atomic
+from loadertune.analysis.document import save, write_atomic
+from loadertune.records.result import Result
 from loadertune.report.markdown import report_markdown
 from loadertune.report.trace import chrome_trace
 
@@ -17,7 +18,7 @@ def write_report(result: Result, folder: Path) -> tuple[list[Path], str | None]:
     from loadertune.report import plots
 
     folder.mkdir(parents=True, exist_ok=True)
-    result.save(folder / "result.json")
+    save(result, folder / "result.json")
     write_atomic(folder / "timeline.json", json.dumps(chrome_trace(result), allow_nan=False))
     written = [folder / "result.json", folder / "timeline.json"]
     skipped = None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from loadertune.core import units
-from loadertune.core.result import Result, Summary
+from loadertune.records import units
+from loadertune.records.result import Result, Summary
 from loadertune.report.table import epoch_word
 
 

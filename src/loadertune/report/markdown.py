@@ -8,8 +8,10 @@ import io
 from rich import box
 from rich.console import Console
 
-from loadertune.core import units
-from loadertune.core.result import Result
+from loadertune.analysis.advice import findings
+from loadertune.analysis.explanation import result_verdict
+from loadertune.records import units
+from loadertune.records.result import Result
 from loadertune.report import mermaid
 from loadertune.report.headline import headline_lines
 from loadertune.report.table import caption, results_table, title
@@ -68,14 +70,14 @@ def _failures(result: Result) -> list[str]:
 
 
 def _verdict(result: Result) -> list[str]:
-    verdict = result.verdict
+    verdict = result_verdict(result)
     if verdict is None:
         return []
     return ["## Verdict", verdict["sentence"]]
 
 
 def _advice(result: Result) -> list[str]:
-    items = [f"1. {f['finding']}\n   **Fix:** {f['fix']}" for f in result.advice]
+    items = [f"1. {f['finding']}\n   **Fix:** {f['fix']}" for f in findings(result)]
     return ["## Advice", "\n".join(items)] if items else []
 
 

@@ -9,9 +9,9 @@ unit is drawn one unit long, and the title says that too.
 
 from __future__ import annotations
 
-from loadertune.core import timeline
-from loadertune.core.result import Result
-from loadertune.core.trial import Trial
+from loadertune.analysis import timeline
+from loadertune.records.result import Result
+from loadertune.records.trial import Trial
 
 MIN_UNITS = 1000  # fewer whole units across the window and rounding moves bars onto each other
 # Mermaid's task tags pick the colours: crit (red) makes the waits stand out

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadertune.core import timeline, units
-from loadertune.core.config import LoaderConfig
-from loadertune.core.errors import UsageError
-from loadertune.core.result import Result, Summary
-from loadertune.core.trial import Trial
+from loadertune.analysis import timeline
+from loadertune.records import units
+from loadertune.records.config import LoaderConfig
+from loadertune.records.errors import UsageError
+from loadertune.records.result import Result, Summary
+from loadertune.records.trial import Trial
 from loadertune.report import table
 
 INSTALL = "pip install 'loadertune[plot]'"

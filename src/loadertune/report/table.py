@@ -7,10 +7,10 @@ from typing import Literal
 from rich import box
 from rich.table import Table
 
-from loadertune.core import units
-from loadertune.core.result import Result, Summary
-from loadertune.core.stats import Spread
-from loadertune.core.verdict import Bottleneck
+from loadertune.analysis.verdict import Bottleneck, summary_bottleneck
+from loadertune.records import units
+from loadertune.records.result import Result, Summary
+from loadertune.records.stats import Spread
 
 Justify = Literal["left", "right"]
 
@@ -120,7 +120,7 @@ def _row(summary: Summary, marked: bool, epochs: int, mark_once: bool = False) -
         units.seconds(_median(summary, "startup_s")),
         units.percent(_median(summary, "data_wait_fraction")),
         units.size(_median(summary, "peak_memory_bytes")),
-        _limit(summary.bottleneck),
+        _limit(summary_bottleneck(summary)),
     ]
     return row
 

@@ -3,7 +3,8 @@
 
 One process (the trial), one thread per lane: ``main loop`` (start, wait, step), then
 ``worker N`` (or ``main (loading)`` without workers) with a ``load`` slice per batch (``load +
-worker start`` for each worker's first); memory as a counter. Spans: :mod:`core.timeline`.
+worker start`` for each worker's first); memory as a counter. Spans from
+:mod:`loadertune.analysis.timeline`.
 Times are microseconds since ``iter(loader)``.
 """
 
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadertune.core import timeline
-from loadertune.core.result import Result
-from loadertune.core.trial import Trial
+from loadertune.analysis import timeline
+from loadertune.records.result import Result
+from loadertune.records.trial import Trial
 
 TRACE_MAX_BATCHES = 500  # a few seconds of a fast loader; enough to see start-up and rhythm
 PID = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadertune.core.result import Result
+from loadertune.records.result import Result
 
 FEW_CONFIGS = 4  # the anchors alone are three: fewer than this and nothing was searched
 

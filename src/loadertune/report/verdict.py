@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from loadertune.core.result import Result
+from loadertune.analysis.advice import findings
+from loadertune.analysis.explanation import result_verdict
+from loadertune.records.result import Result
 
 
 def verdict_lines(result: Result) -> list[str]:
     """One paragraph: what limits the pick, why more workers lose, the headroom."""
-    verdict = result.verdict
+    verdict = result_verdict(result)
     if verdict is None:
         return []
     return [f"Verdict: {verdict['sentence']}"]
@@ -15,13 +17,13 @@ def verdict_lines(result: Result) -> list[str]:
 
 def advice_lines(result: Result) -> list[str]:
     """Each finding with its fix, numbered; failed probes named so a gap is not silent."""
-    lines = []
-    for number, finding in enumerate(result.advice, start=1):
+    lines, advice = [], findings(result)
+    for number, finding in enumerate(advice, start=1):
         lines.append(f"{number}. {finding['finding']}")
         lines.append(f"   Fix: {finding['fix']}")
     errors = (result.diagnosis or {}).get("errors") or {}
     lines += [f"(the {name.replace('_', ' ')} probe failed: {why})" for name, why in errors.items()]
-    return ["Advice:", *lines] if result.advice else lines
+    return ["Advice:", *lines] if advice else lines
 
 
 def warning_lines(result: Result) -> list[str]:

@@ -19,8 +19,8 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from loadertune.core.config import LoaderConfig
-from loadertune.core.result import Summary
+from loadertune.records.config import LoaderConfig
+from loadertune.records.result import Summary
 from loadertune.tuning.history import History, input_bound, workers_idle
 from loadertune.tuning.model import suggest_workers
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from loadertune.core.config import LoaderConfig
-from loadertune.core.result import Summary
-from loadertune.core.verdict import IDLE_CPU_SHARE, INPUT_MODERATELY
+from loadertune.analysis.verdict import IDLE_CPU_SHARE, INPUT_MODERATELY
+from loadertune.records.config import LoaderConfig
+from loadertune.records.result import Summary
 
 INPUT_BOUND_WAIT = INPUT_MODERATELY  # the verdict's "moderately input-bound": >= 5% waiting
 

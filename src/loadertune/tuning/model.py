@@ -22,9 +22,9 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from loadertune.core import timeline
-from loadertune.core.result import Summary
-from loadertune.core.trial import Trial
+from loadertune.analysis import timeline
+from loadertune.records.result import Summary
+from loadertune.records.trial import Trial
 
 MIN_PER_WORKER_S = 0.001  # no worker starts in under 1 ms: bounds the square root
 

@@ -6,8 +6,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loadertune.core.config import LoaderConfig
-from loadertune.core.result import Summary
+from loadertune.records.config import LoaderConfig
+from loadertune.records.result import Summary
 from loadertune.tuning.history import median_of, planned_median
 
 MIN_NOISE = 0.03  # a challenger must win by more than 3% (pytorch-autotune's floor) ...

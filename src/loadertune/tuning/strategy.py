@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from loadertune.core.config import LoaderConfig
+from loadertune.records.config import LoaderConfig
 from loadertune.tuning.history import History
 
 

@@ -10,19 +10,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from loadertune.core.bench import OnTrial, TrialRunner, new_result
-from loadertune.core.config import LoaderConfig
-from loadertune.core.result import Result, Summary
-from loadertune.core.runner import TrialLimits
-from loadertune.core.trial import Trial
-from loadertune.core.workload import Workload
+from loadertune.engine.bench import new_result
+from loadertune.engine.trials import OnTrial, TrialRunner
+from loadertune.engine.workload import Workload
+from loadertune.records import defaults
+from loadertune.records.config import LoaderConfig
+from loadertune.records.limits import TrialLimits
+from loadertune.records.result import Result, Summary
+from loadertune.records.trial import Trial
 from loadertune.tuning.adaptive import Adaptive
 from loadertune.tuning.history import History, planned_median
 from loadertune.tuning.pick import Pick, noise_band, pick, speedup
 from loadertune.tuning.strategy import Grid, Strategy, worker_grid
 
-DEFAULT_BUDGET_S = 60.0
-MEMORY_SHARE = 0.8  # default --max-memory: 80% of the memory available when the search starts
 TRIAL_SHARE = 1 / 20  # each trial measures for about this share of the budget ...
 TRIAL_BUDGET_BOUNDS_S = (0.5, 5.0)  # ... within these bounds
 CONTENDER_BAND = 0.10  # configs within 10% of the fastest are measured again ...
@@ -82,11 +82,11 @@ def trial_budget_s(budget_s: float) -> float:
 def tune(
     workload: Workload,
     *,
-    budget_s: float = DEFAULT_BUDGET_S,
+    budget_s: float = defaults.TUNE_BUDGET_S,
     max_workers: int | None = None,
     max_memory_bytes: int | None = None,
-    strategy: Strategy | str = "adaptive",
-    trial_timeout_s: float = 60.0,
+    strategy: Strategy | str = defaults.STRATEGY,
+    trial_timeout_s: float = defaults.TRIAL_TIMEOUT_S,
     started: float | None = None,
     on_trial: OnTrial | None = None,
     json_path: str | Path | None = None,
@@ -121,7 +121,7 @@ def tune(
     search.explore(strategy, SEARCH_SHARE)  # what the contenders left of the search's share
     search.conclude(strategy)
     search.diagnose()
-    return result
+    return runner.finish()
 
 
 def make_strategy(
@@ -144,7 +144,8 @@ def grid_strategy(workload: Workload, result: Result, max_workers: int | None) -
 def _max_workers(result: Result, max_workers: int | None) -> int:
     """Default cap: well above the core count, since I/O-bound loaders want many workers."""
     cpus = int(result.machine["cpus"]["usable"])
-    return max_workers if max_workers is not None else max(32, 8 * cpus)
+    cap = max(defaults.MAX_WORKERS_FLOOR, defaults.WORKERS_PER_CPU * cpus)
+    return max_workers if max_workers is not None else cap
 
 
 def default_strategy(workload: Workload, result: Result, max_workers: int | None) -> Adaptive:

@@ -1,0 +1,54 @@
+"""The command line: parse, call the library, render. It measures nothing itself.
+
+One module per command (``bench``, ``tune``, ``profile``, ``show``, ``demo``), each with a
+``run(args, command) -> exit code``; :mod:`~loadertune.cli.exits` says what the codes mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from loadertune.cli import bench, demo, profile, show, tune
+from loadertune.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE
+from loadertune.cli.parser import build_parser
+from loadertune.records.errors import UsageError
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TRIAL_FAILED", "EXIT_USAGE", "main"]
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
+    "bench": bench.run,
+    "tune": tune.run,
+    "profile": profile.run,
+    "show": show.run,
+    "demo": demo.run,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``loadertune`` command; returns the exit code."""
+    started = time.perf_counter()  # tune's --budget counts from here: imports included
+    args = build_parser().parse_args(argv)
+    args.started = started
+    command = ["loadertune", *(argv if argv is not None else sys.argv[1:])]
+    from loadertune.engine.harness import interrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return COMMANDS[args.command](args, command)
+    except UsageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"loadertune: error: {message}\n")

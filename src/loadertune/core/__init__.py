@@ -1,1 +1,0 @@
-"""Measuring and classifying: imports nothing above it."""

@@ -1,0 +1,1 @@
+"""The measuring engine: workloads, probes, the recorder, the backends, harness policies, bench."""
