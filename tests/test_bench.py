@@ -109,7 +109,7 @@ def test_bad_arguments() -> None:
 def test_an_interrupt_swallowed_during_fork_is_raised_at_the_next_trial() -> None:
     """Python ignores a KeyboardInterrupt raised in an at-fork handler; the CLI's handler
     remembers it, and the next safe point raises it again."""
-    from loadertune.engine import harness as guard
+    from loadertune.engine import watchdog as guard
 
     guard._interrupt_requested.set()  # as if the handler had run inside os.fork
     with pytest.raises(Interrupted) as info:

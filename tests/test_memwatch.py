@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from loadertune.engine.harness import Watchdog
 from loadertune.engine.memwatch import (
     GROWTH_NOISE_BYTES,
     PAGE_BYTES,
@@ -18,6 +17,7 @@ from loadertune.engine.memwatch import (
     WatchPlan,
     project,
 )
+from loadertune.engine.watchdog import Watchdog
 
 MiB = 2**20
 BASE = 500 * MiB

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.started = started
     command = ["loadertune", *(argv if argv is not None else sys.argv[1:])]
-    from loadertune.engine.harness import interrupt
+    from loadertune.engine.watchdog import interrupt
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
