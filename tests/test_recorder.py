@@ -120,3 +120,11 @@ def test_guest_harness_runs_the_same_trial_as_offline() -> None:
     config = LoaderConfig(0)
     guest = run_trial(workload, config, LIMITS, clock=clock, backend=backend, harness=GUEST)
     assert guest.ok and guest.epoch_s == pytest.approx(_offline().epoch_s)
+
+
+def test_a_loader_without_probes_is_refused_with_what_to_use() -> None:
+    trial = Trial(LoaderConfig(0), 0, 2)
+    recorder = Recorder(trial)
+    recorder.begin()
+    with pytest.raises(TypeError, match="build_loader"):
+        list(recorder.batches(iter([torch.zeros(2), torch.zeros(2)])))

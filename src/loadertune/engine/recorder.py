@@ -25,13 +25,27 @@ from loadertune.engine.probe import ProbedBatch
 from loadertune.records.trial import Trial
 
 Clock = Callable[[], float]
+NOT_PROBED = (
+    "the recorder reads loaders whose batches carry the worker's stamp (ProbedBatch), got a "
+    "{}: build the loader with Workload(...).build_loader(config), not DataLoader(...)"
+)
 
 
 class Recorder:
     """Four moments per batch (asked for, ready, step ended, made by its worker) and who made
-    it, in seconds since :meth:`begin`. With ``count_samples`` each batch's size is read off
-    the batch (else the sampler's record gives it later); the first batch's bytes are checked
-    against ``shm_total_bytes`` (the size of /dev/shm) for the batches in flight."""
+    it, in seconds since :meth:`begin`. With ``count_samples`` (the default) each batch's size
+    is read off the batch; the offline trial turns it off where an :class:`IndexRecorder`
+    passed to ``build_loader`` gives the exact sizes from the sampler instead. The first
+    batch's bytes are checked against ``shm_total_bytes`` (the size of /dev/shm) for the
+    batches in flight.
+
+    >>> loader = workload.build_loader(config)  # doctest: +SKIP
+    >>> recorder = Recorder(Trial(config, epoch_batches=len(loader)))  # doctest: +SKIP
+    >>> recorder.begin()  # doctest: +SKIP
+    >>> for batch in recorder.batches(iter(loader)):  # doctest: +SKIP
+    ...     step(batch)
+    >>> recorder.trial.epoch_s  # doctest: +SKIP
+    """
 
     def __init__(
         self,
@@ -65,6 +79,8 @@ class Recorder:
     def received(self, item: ProbedBatch) -> None:
         """``next()`` returned ``item``."""
         self._ready_s = self.clock() - self.start
+        if not self.trial.ready_s and not isinstance(item, ProbedBatch):
+            raise TypeError(NOT_PROBED.format(type(item).__name__))
         self._item = item
 
     def stepped(self) -> float:

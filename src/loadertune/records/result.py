@@ -175,6 +175,8 @@ class Result:
 
     @classmethod
     def load(cls, path: str | Path) -> Result:
+        """A result read back from its JSON document (``--json`` or ``json_path=``), with the
+        verdict and advice the document held; raises ValueError for another schema or version."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
