@@ -12,7 +12,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "loadertune"
 # Lower layers never import higher ones; layers of one rank (the engine, the renderers) never
 # import each other. The package root (the public API) and __main__ sit on top.
-RANK = {"records": 0, "analysis": 1, "engine": 2, "report": 2, "tuning": 3, "cli": 4, "": 5}
+RANK = {
+    "records": 0,
+    "analysis": 1,
+    "engine": 2,
+    "report": 2,
+    "tuning": 3,
+    "online": 3,
+    "cli": 4,
+    "": 5,
+}
 MAX_LINES = 400
 
 

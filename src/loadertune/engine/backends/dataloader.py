@@ -39,16 +39,21 @@ class DataLoaderBackend:
         return dead
 
     def shutdown(self, iterator: Iterator[ProbedBatch] | None, *, kill_first: bool) -> None:
-        """The workers and the pin-memory thread; after a failure the workers are terminated
-        first, as the orderly shutdown would wait several seconds on one that hangs."""
-        if kill_first:
-            for worker in getattr(iterator, "_workers", []):
-                with contextlib.suppress(Exception):
-                    worker.terminate()
-        stop: Any = getattr(iterator, "_shutdown_workers", None)
-        if stop is not None:
+        shut_down(iterator, kill_first=kill_first)
+
+
+def shut_down(iterator: Any, *, kill_first: bool) -> None:
+    """A DataLoader iterator's workers and pin-memory thread stopped; after a failure the
+    workers are terminated first, as the orderly shutdown would wait several seconds on one
+    that hangs."""
+    if kill_first:
+        for worker in getattr(iterator, "_workers", []):
             with contextlib.suppress(Exception):
-                stop()
+                worker.terminate()
+    stop: Any = getattr(iterator, "_shutdown_workers", None)
+    if stop is not None:
+        with contextlib.suppress(Exception):
+            stop()
 
 
 def _waits_on(info: Any, worker_id: int) -> bool:

@@ -1,0 +1,94 @@
+"""One epoch's indices, handed out once: the feed draws from the user's (batch) sampler in the
+main process, as torch's loader does, and gives each position to exactly one config's loader.
+
+A config's loader pulls through a :class:`Tap`. Retiring that config closes its tap: the loader
+gets no more indices, finishes the batches it was given (they are handed over, never dropped)
+and ends, while the next config's tap starts where the feed stands. Positions are counted, so
+an epoch can be audited: every position handed out once, in the sampler's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+
+class Feed:
+    """The indices of one epoch, drawn lazily from ``sampler`` (what torch's loader iterates:
+    the batch sampler with automatic batching, else the sampler)."""
+
+    def __init__(self, sampler: Iterable[Any], length: int | None = None) -> None:
+        self._source = iter(sampler)  # lazy: a RandomSampler draws its seed at the first pull
+        self.length = length
+        self.handed = 0  # positions handed out so far
+        self.exhausted = False
+        self.taps: list[Tap] = []
+
+    def tap(self) -> Tap:
+        """A new outlet, starting at the next position."""
+        tap = Tap(self)
+        self.taps.append(tap)
+        return tap
+
+    def pull(self) -> tuple[int, Any]:
+        """The next position and its indices; StopIteration at the epoch's end."""
+        if self.exhausted:
+            raise StopIteration
+        try:
+            indices = next(self._source)
+        except StopIteration:
+            self.exhausted = True
+            raise
+        position = self.handed
+        self.handed += 1
+        return position, indices
+
+    def __len__(self) -> int:
+        if self.length is None:
+            raise TypeError("the sampler has no length")
+        return self.length
+
+
+class Tap:
+    """What one config's loader iterates as its batch sampler (or sampler): the feed's indices
+    until :meth:`close`. ``positions`` are the epoch positions it was given, in order."""
+
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
+        self.closed = False
+        self.positions: list[int] = []
+
+    def close(self) -> None:
+        """Hand out nothing more: the loader ends once it has delivered what it was given."""
+        self.closed = True
+
+    def __iter__(self) -> Iterator[Any]:
+        while not self.closed:
+            try:
+                position, indices = self.feed.pull()
+            except StopIteration:
+                return
+            self.positions.append(position)
+            yield indices
+
+    def __len__(self) -> int:
+        return len(self.feed)
+
+
+class Outlet:
+    """A config loader's batch sampler for its whole life (torch forbids replacing one after
+    construction): each epoch, or each return to this config, it is plugged into a new tap."""
+
+    def __init__(self) -> None:
+        self.tap: Tap | None = None
+
+    def plug(self, tap: Tap) -> None:
+        self.tap = tap
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.tap is None:
+            return iter(())
+        return iter(self.tap)
+
+    def __len__(self) -> int:
+        return len(self.tap) if self.tap is not None else 0

@@ -1,0 +1,136 @@
+"""The online loader's switch mechanics: configs change at batch boundaries and every epoch
+still yields exactly the batches torch's loader yields with the same sampler and generator, in
+the same order; a retiring config's batches are handed over, never dropped or fetched twice."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+import torch
+from torch.utils.data import DataLoader as TorchDataLoader
+from torch.utils.data import Dataset
+
+from loadertune.online.loader import DataLoader, Planned
+from loadertune.records.config import LoaderConfig
+
+W0, W1, W2 = LoaderConfig(0), LoaderConfig(1), LoaderConfig(2)
+W2P = LoaderConfig(2, persistent_workers=True)
+
+
+class Numbered(Dataset[torch.Tensor]):
+    """Sample ``i`` is ``[i]``: a batch shows which positions it holds."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor([index])
+
+
+def _epochs(loader: object, epochs: int) -> list[list[list[int]]]:
+    return [[b.flatten().tolist() for b in loader] for _ in range(epochs)]  # type: ignore[attr-defined]
+
+
+def _torch_epochs(seed: int, epochs: int, **kwargs: object) -> list[list[list[int]]]:
+    generator = torch.Generator().manual_seed(seed)
+    return _epochs(TorchDataLoader(Numbered(50), generator=generator, **kwargs), epochs)
+
+
+def _online(plan: list[tuple[LoaderConfig, int]], seed: int, **kwargs: object) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(Numbered(50), generator=generator, controller=Planned(plan), **kwargs)
+
+
+def test_without_a_switch_it_is_torchs_loader() -> None:
+    loader = _online([(W0, 1)], seed=3, batch_size=8, shuffle=True)
+    assert _epochs(loader, 2) == _torch_epochs(3, 2, batch_size=8, shuffle=True)
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize(
+    "plan",
+    [
+        [(W0, 2), (W2, 10)],
+        [(W2, 3), (W0, 1), (W1, 100)],
+        [(W0, 1), (W2P, 2), (W0, 100)],
+    ],
+    ids=["0-then-2", "2-0-1", "persistent-between"],
+)
+def test_switching_mid_epoch_keeps_every_batch_once_in_torchs_order(
+    plan: list[tuple[LoaderConfig, int]],
+) -> None:
+    loader = _online(plan, seed=7, batch_size=6, shuffle=True)
+    try:
+        got = _epochs(loader, 2)
+    finally:
+        loader.close()
+    assert got == _torch_epochs(7, 2, batch_size=6, shuffle=True)
+    stretches = [[t.config for t in epoch] for epoch in loader.stages]
+    assert stretches == [[c for c, _ in plan]] * 2
+
+
+@pytest.mark.workers
+def test_the_global_rng_draws_are_torchs_without_a_generator() -> None:
+    torch.manual_seed(11)
+    expected = _epochs(TorchDataLoader(Numbered(40), batch_size=5, shuffle=True), 2)
+    torch.manual_seed(11)
+    loader = DataLoader(
+        Numbered(40), batch_size=5, shuffle=True, controller=Planned([(W0, 2), (W2, 99)])
+    )
+    try:
+        assert _epochs(loader, 2) == expected
+    finally:
+        loader.close()
+
+
+@pytest.mark.workers
+def test_unordered_delivery_still_gives_each_batch_once() -> None:
+    unordered = LoaderConfig(2, in_order=False)
+    loader = _online([(W0, 1), (unordered, 99)], seed=5, batch_size=4, shuffle=True)
+    try:
+        got = _epochs(loader, 1)[0]
+    finally:
+        loader.close()
+    expected = _torch_epochs(5, 1, batch_size=4, shuffle=True)[0]
+    assert sorted(map(tuple, got)) == sorted(map(tuple, expected))
+
+
+def test_single_indices_without_automatic_batching() -> None:
+    loader = _online([(W0, 3), (W0, 99)], seed=1, batch_size=None, shuffle=True)
+    got = _epochs(loader, 1)
+    assert got == _torch_epochs(1, 1, batch_size=None, shuffle=True)
+
+
+@pytest.mark.workers
+def test_each_stretch_records_its_batches_and_the_step_between() -> None:
+    loader = _online([(W0, 3), (W2, 99)], seed=2, batch_size=5, shuffle=False)
+    try:
+        for _ in loader:
+            pass
+    finally:
+        loader.close()
+    first, second = loader.stages[0]
+    assert first.batches == 3 and second.batches == 7
+    assert all(s >= r for s, r in zip(second.step_end_s, second.ready_s, strict=True))
+
+
+@pytest.mark.workers
+def test_no_worker_outlives_the_loader() -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    loader = _online([(W0, 1), (W2P, 99)], seed=2, batch_size=5)
+    for index, _ in enumerate(loader):
+        if index == 4:
+            break  # the user's loop leaves mid-epoch
+    loader.close()
+    after = {p.pid for p in psutil.Process().children(recursive=True) if p.is_running()}
+    alive = {pid for pid in after - before if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE}
+    assert alive <= _helpers()
+
+
+def _helpers() -> set[int]:
+    from loadertune.engine.harness import _multiprocessing_helpers
+
+    return _multiprocessing_helpers()
