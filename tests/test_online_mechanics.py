@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import Dataset
 
-from loadertune.online.loader import DataLoader, Planned
+from loadertune.online.control import Planned
+from loadertune.online.loader import DataLoader
 from loadertune.records.config import LoaderConfig
 
 W0, W1, W2 = LoaderConfig(0), LoaderConfig(1), LoaderConfig(2)

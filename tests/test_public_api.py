@@ -13,9 +13,17 @@ def test_all_is_sorted_and_complete() -> None:
         for name, value in vars(loadertune).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
-    public -= {"annotations"}
+    public -= {"annotations", "importlib", "Any"}
+    public |= set(loadertune._LAZY)
     assert loadertune.__all__ == sorted(loadertune.__all__)
     assert set(loadertune.__all__) - {"__version__"} == public
+
+
+def test_the_online_loader_is_torchs_dataloader() -> None:
+    from torch.utils.data import DataLoader as TorchDataLoader
+
+    assert issubclass(loadertune.DataLoader, TorchDataLoader)
+    assert "DataLoader" in dir(loadertune)
 
 
 def test_importing_the_cli_does_not_import_torch() -> None:

@@ -5,9 +5,14 @@ on your machine, by measuring them.
 >>> result = loadertune.bench(loadertune.Workload(dataset, step=train_step),
 ...                           [loadertune.LoaderConfig(num_workers=n) for n in (0, 2, 4)])
 >>> DataLoader(dataset, **result.best.loader_kwargs)  # doctest: +SKIP
+
+Or let the loader tune itself while your job trains (``from loadertune import DataLoader``).
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from loadertune.engine.bench import bench, profile
 from loadertune.engine.trials import Interrupted, TrialEvent
@@ -21,7 +26,23 @@ from loadertune.tuning.tune import tune
 
 __version__ = "0.1.0"
 
+# Imported when first used: the online DataLoader subclasses torch's, and `loadertune --help`
+# must not pay for importing torch.
+_LAZY = {"DataLoader": "loadertune.online.loader"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'loadertune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
+    "DataLoader",
     "Interrupted",
     "LoaderConfig",
     "LoadertuneError",

@@ -48,6 +48,13 @@ class Feed:
             raise TypeError("the sampler has no length")
         return self.length
 
+    @property
+    def left(self) -> int | None:
+        """Positions not handed out yet (None without a length)."""
+        if self.exhausted:
+            return 0
+        return None if self.length is None else max(self.length - self.handed, 0)
+
 
 class Tap:
     """What one config's loader iterates as its batch sampler (or sampler): the feed's indices

@@ -1,73 +1,180 @@
 """``loadertune.DataLoader``: torch's DataLoader that picks its own worker knobs while the real
-training runs (work in progress, issue 12: the mechanics; the search comes next).
+training runs.
 
 Each epoch is the user's sampler's, drawn in the main process exactly as torch's loader draws it
 (the same generator calls, in the same order), and handed out position by position to whichever
 config loader is active (:mod:`feed`); a switch hands over what the retiring loader holds
-(:mod:`relay`). What the user's loop sees is the batches, in the sampler's order, each once.
+(:mod:`relay`), so the user's loop sees the sampler's batches in its order, each once. Which
+config runs is the search's (:mod:`search`); what it found is :attr:`DataLoader.tuning`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from torch.utils.data import DataLoader as TorchDataLoader
 
-from loadertune.engine.recorder import Recorder
-from loadertune.online.feed import Feed
-from loadertune.online.relay import Relay, Stage
+from loadertune.online import cache
+from loadertune.online.control import Controller
+from loadertune.online.iterator import OnlineIterator
+from loadertune.online.knobs import Knobs
+from loadertune.online.report import tuning_result, workload_facts
+from loadertune.online.search import Autotune, Space
 from loadertune.online.stages import Settings, StagePool
-from loadertune.records.config import LoaderConfig
+from loadertune.records.result import Result
 from loadertune.records.trial import Trial
 
-
-class Controller(Protocol):
-    """Decides the configs: the first of an epoch, and after each delivered batch whether to
-    switch (a new config) or stay (None)."""
-
-    def first(self, epoch: int) -> LoaderConfig: ...
-
-    def after(self, stage: Trial, position: int) -> LoaderConfig | None: ...
-
-
-class Planned:
-    """A fixed plan: ``(config, batches)`` pairs run in turn within each epoch, the last one to
-    the epoch's end (for tests of the switch mechanics, and as a user's explicit schedule)."""
-
-    def __init__(self, plan: list[tuple[LoaderConfig, int]]) -> None:
-        if not plan:
-            raise ValueError("a plan needs at least one config")
-        self.plan = plan
-        self._index = 0
-        self._until = 0
-
-    def first(self, epoch: int) -> LoaderConfig:
-        self._index, self._until = 0, self.plan[0][1]
-        return self.plan[0][0]
-
-    def after(self, stage: Trial, position: int) -> LoaderConfig | None:
-        if position + 1 < self._until or self._index + 1 >= len(self.plan):
-            return None
-        self._index += 1
-        self._until += self.plan[self._index][1]
-        return self.plan[self._index][0]
+log = logging.getLogger("loadertune")
 
 
 class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
-    """torch's ``DataLoader`` with the worker knobs chosen while it runs. The constructor takes
-    torch's arguments; ``controller`` decides the configs (a :class:`Planned` schedule for
-    now). ``stages`` keeps, per epoch, one :class:`Trial` per config stretch."""
+    """``torch.utils.data.DataLoader`` with the worker knobs you leave out chosen while your
+    loop trains: ``num_workers``, ``prefetch_factor``, ``persistent_workers`` (and
+    ``pin_memory`` where CUDA is present) when not given; ``in_order`` and
+    ``multiprocessing_context`` only when you pass ``"auto"``. A knob you give is kept; with
+    every knob given it is torch's loader. ``epochs``: how many epochs your job runs (trying
+    is weighed against it). ``cache``: start from (and keep) the pick made for this workload on
+    this machine, under ``LOADERTUNE_CACHE_DIR`` (default ``~/.cache/loadertune``).
 
-    def __init__(self, dataset: Any, *args: Any, controller: Controller, **kwargs: Any) -> None:
-        super().__init__(dataset, *args, **kwargs)
-        self.controller = controller
+    >>> loader = loadertune.DataLoader(train_set, batch_size=64, shuffle=True, epochs=10)
+    >>> for epoch in range(10):  # doctest: +SKIP
+    ...     for batch in loader:
+    ...         train_step(batch)
+    >>> loader.tuning.best.loader_kwargs  # doctest: +SKIP
+    """
+
+    def __init__(  # noqa: PLR0917 - torch's signature, then ours
+        self,
+        dataset: Any,
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
+        sampler: Any = None,
+        batch_sampler: Any = None,
+        num_workers: int | None = None,
+        collate_fn: Callable[[Any], Any] | None = None,
+        pin_memory: bool | None = None,
+        drop_last: bool = False,
+        timeout: float = 0,
+        worker_init_fn: Callable[[int], None] | None = None,
+        multiprocessing_context: Any = None,
+        generator: Any = None,
+        *,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool | None = None,
+        pin_memory_device: str = "",
+        in_order: bool | str = True,
+        epochs: int | None = None,
+        cache: bool = True,
+        controller: Controller | None = None,
+    ) -> None:
+        knobs = Knobs(
+            num_workers,
+            prefetch_factor,
+            persistent_workers,
+            pin_memory,
+            multiprocessing_context,
+            in_order,
+        )
+        super().__init__(
+            dataset,
+            batch_size,
+            shuffle,
+            sampler,
+            batch_sampler,
+            collate_fn=collate_fn,
+            drop_last=drop_last,
+            timeout=timeout,
+            worker_init_fn=worker_init_fn,
+            generator=generator,
+            pin_memory_device=pin_memory_device,
+            **knobs.torch_kwargs(),
+        )
+        if epochs is not None and epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs!r}")
+        self.knobs, self.epochs, self.cache = knobs, epochs, cache
         self.stages: list[list[Trial]] = []
+        self._cuda = _cuda()
+        self._controller = controller
         self._pool: StagePool | None = None
+        self._facts: dict[str, Any] | None = None
+        self._told = False  # the settle was logged and cached
 
-    def __iter__(self) -> _OnlineIterator:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        if self._controller is None and self.knobs.all_given(self._cuda):
+            return super().__iter__()
         seed = self._draw_base_seed()
-        return _OnlineIterator(self, self._stage_pool(seed), len(self.stages))
+        return OnlineIterator(self, self._stage_pool(seed), len(self.stages))
+
+    @property
+    def controller(self) -> Controller:
+        if self._controller is None:
+            self._controller = self._autotune()
+        return self._controller
+
+    @property
+    def tuning(self) -> Result | None:
+        """What the loader measured and chose, as a :class:`~loadertune.Result` (``best`` is
+        the config it runs; ``trials`` one per stretch); None before the first epoch."""
+        if not self.stages:
+            return None
+        search = self._controller if isinstance(self._controller, Autotune) else None
+        return tuning_result(self, search)
+
+    def settled(self, search: Autotune) -> None:
+        """The search chose: say so once, and remember it."""
+        pick = search.settled
+        if pick is None:
+            return
+        chosen = pick.chosen
+        running = search.running or chosen.config
+        log.info("%s settled on %s: %s", self._name(), running.label(), pick.reason)
+        if self.cache:
+            facts = self._workload_facts()
+            trial = chosen.trials[0]
+            batch_s = trial.step_end_s[-1] / trial.batches if trial.batches else None
+            cache.remember(cache.workload_key(facts), running, batch_s, facts)
+
+    def close(self) -> None:
+        """Stop every config loader's workers now (also done when the loader is collected)."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
+
+    def _autotune(self) -> Autotune:
+        from loadertune.engine.machine import usable_cpus
+
+        fixed = self.knobs.fixed(self._cuda)
+        space = Space(
+            fixed,
+            unordered_ok=self.knobs.in_order == "auto",
+            cuda=self._cuda,
+            start_methods=("forkserver",) if self.knobs.multiprocessing_context == "auto" else (),
+        )
+        remembered = (
+            cache.recall(cache.workload_key(self._workload_facts())) if self.cache else None
+        )
+        return Autotune(
+            space,
+            batches=_length(self),
+            epochs=self.epochs or 1,
+            usable_cpus=usable_cpus().usable,
+            start=remembered.config if remembered else None,
+            expected_batch_s=remembered.batch_s if remembered else None,
+        )
+
+    def _workload_facts(self) -> dict[str, Any]:
+        if self._facts is None:
+            self._facts = workload_facts(self)
+        return self._facts
+
+    def _name(self) -> str:
+        return f"DataLoader({type(self.dataset).__qualname__})"
 
     def _draw_base_seed(self) -> int:
         """What torch's loader draws from the generator as an epoch starts (its workers' base
@@ -80,89 +187,34 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         return int(value.item())
 
     def _stage_pool(self, seed: int) -> StagePool:
-        if self._pool is None or self._pool.seed != seed:
-            if self._pool is not None:
-                self._pool.close()
-            settings = Settings(
-                self.dataset,
-                self._auto_collation,
-                self.collate_fn,
-                self.worker_init_fn,
-                self.timeout,
-                self.pin_memory_device,
-            )
-            self._pool = StagePool(settings, seed)
+        if self._pool is None:
+            self._pool = StagePool(self._settings(), seed)
         return self._pool
 
-    def close(self) -> None:
-        """Stop every config loader's workers now (also done when the loader is collected)."""
-        if self._pool is not None:
-            self._pool.close()
+    def _settings(self) -> Settings:
+        from torch.utils.data import IterableDataset
 
-    def __del__(self) -> None:
-        self.close()
-
-
-class _OnlineIterator(Iterator[Any]):
-    """One epoch: the relay's batches, unwrapped; each stretch of a config recorded."""
-
-    def __init__(self, loader: DataLoader, pool: StagePool, epoch: int) -> None:
-        self.loader, self.pool, self.epoch = loader, pool, epoch
-        self.feed = Feed(loader._index_sampler, _length(loader))
-        self.relay = Relay()
-        self.trials: list[Trial] = []
-        loader.stages.append(self.trials)
-        self.recorders: dict[int, Recorder] = {}
-        self._open: Recorder | None = None
-        self._position = 0
-        self._switch(loader.controller.first(epoch))
-
-    def __next__(self) -> Any:
-        if self._open is not None:
-            self._open.finish()  # the user's step on the last batch ended as it asked again
-            self._open = None
-        upcoming = self.relay.retiring[0] if self.relay.retiring else self.relay.active
-        if upcoming is not None:
-            self.recorders[id(upcoming)].requested()
-        try:
-            stage, item = next(self.relay)
-        except BaseException:
-            self._end()
-            raise
-        recorder = self.recorders[id(stage)]
-        if stage is not upcoming:
-            recorder.requested()  # a retiring stage ran out in between: asked of this one now
-        recorder.received(item)
-        self._open = recorder
-        decision = self.loader.controller.after(recorder.trial, self._position)
-        self._position += 1
-        if decision is not None and self.relay.active is not None:
-            self._switch(decision)
-        return item.batch
-
-    def _switch(self, config: LoaderConfig) -> None:
-        trial = Trial(config, repeat=len(self.trials))
-        recorder = Recorder(trial)
-        self.trials.append(trial)
-        recorder.begin()
-        stage = self.relay.switch(lambda: self.pool.start(config, self.feed))
-        self.recorders[id(stage)] = recorder
-
-    def _end(self) -> None:
-        self.relay.close()
-        for trial in self.trials:
-            trial.trim()
-            trial.round_raw()
-
-    def __del__(self) -> None:
-        self.relay.close()
+        return Settings(
+            self.dataset,
+            self._auto_collation,
+            isinstance(self.dataset, IterableDataset),
+            self.batch_size,
+            self.drop_last,
+            self.collate_fn,
+            self.worker_init_fn,
+            self.timeout,
+            self.pin_memory_device,
+        )
 
 
 def _length(loader: TorchDataLoader) -> int | None:  # type: ignore[type-arg]
     try:
-        return len(loader._index_sampler)
+        return len(loader)
     except TypeError:
         return None
 
 
-__all__ = ["Controller", "DataLoader", "Planned", "Stage"]
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

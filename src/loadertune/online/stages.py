@@ -4,7 +4,9 @@ shut down when retired otherwise, and all shut down when the online loader is do
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,9 @@ class Settings:
 
     dataset: Any
     auto_collation: bool
+    iterable: bool
+    batch_size: int | None
+    drop_last: bool
     collate_fn: Callable[[Any], Any]
     worker_init_fn: Callable[[int], None] | None
     timeout: float
@@ -34,6 +39,7 @@ class _Built:
     loader: Any
     outlet: Outlet
     iterator: Any = None
+    busy: bool = False  # a stage of it is active or retiring
 
 
 @dataclass
@@ -45,27 +51,42 @@ class StagePool:
     settings: Settings
     seed: int
     built: dict[LoaderConfig, _Built] = field(default_factory=dict)
+    _all: list[_Built] = field(default_factory=list)  # every loader built, to find a stage's
 
     def start(self, config: LoaderConfig, feed: Feed) -> Stage:
-        """A stage of ``config`` pulling from ``feed`` from its next position on."""
-        built = self.built.get(config) or self._build(config)
+        """A stage of ``config`` pulling from ``feed`` from its next position on (an iterable
+        dataset's loader reads the dataset itself: its stage is the whole epoch)."""
+        built = self.built.get(config)
+        if built is None or built.busy:  # a loader still delivering a stage is not reset
+            built = self._build(config)
+        built.busy = True
         tap = feed.tap()
         built.outlet.plug(tap)
-        built.iterator = iter(built.loader)  # a persistent loader resets its own iterator
+        with _quiet():
+            built.iterator = iter(built.loader)  # a persistent loader resets its own iterator
         return Stage(config, built.iterator, tap, on_end=self._ended)
 
     def close(self) -> None:
         """Every worker of every config loader stopped."""
-        for built in self.built.values():
+        for built in self._all:
             shut_down(built.iterator, kill_first=False)
             built.iterator = None
         self.built.clear()
+        self._all.clear()
 
     def _ended(self, stage: Stage) -> None:
-        if not stage.config.persistent_workers:
-            built = self.built.pop(stage.config, None)
-            if built is not None:
-                shut_down(built.iterator, kill_first=False)
+        built = self._owner(stage)
+        if built is None:
+            return
+        built.busy = False
+        if not stage.config.persistent_workers or self.built.get(stage.config) is not built:
+            shut_down(built.iterator, kill_first=False)
+            self._all.remove(built)
+            if self.built.get(stage.config) is built:
+                del self.built[stage.config]
+
+    def _owner(self, stage: Stage) -> _Built | None:
+        return next((b for b in self._all if b.iterator is stage.iterator), None)
 
     def _build(self, config: LoaderConfig) -> _Built:
         import torch
@@ -74,21 +95,35 @@ class StagePool:
         s, outlet = self.settings, Outlet()
         generator = torch.Generator()
         generator.manual_seed(self.seed)
-        source: dict[str, Any] = (
-            {"batch_sampler": outlet, "batch_size": 1}
-            if s.auto_collation
-            else {"sampler": outlet, "batch_size": None}
-        )
-        loader = DataLoader(
-            s.dataset,
-            **source,
-            collate_fn=ProbedCollate(s.collate_fn),
-            worker_init_fn=s.worker_init_fn,
-            timeout=s.timeout,
-            generator=generator,
-            pin_memory_device=s.pin_memory_device,
-            **config.to_kwargs(),
-        )
+        source: dict[str, Any]
+        if s.iterable:
+            source = {"batch_size": s.batch_size, "drop_last": s.drop_last}
+        elif s.auto_collation:
+            source = {"batch_sampler": outlet, "batch_size": 1}
+        else:
+            source = {"sampler": outlet, "batch_size": None}
+        with _quiet():
+            loader = DataLoader(
+                s.dataset,
+                **source,
+                collate_fn=ProbedCollate(s.collate_fn),
+                worker_init_fn=s.worker_init_fn,
+                timeout=s.timeout,
+                generator=generator,
+                pin_memory_device=s.pin_memory_device,
+                **config.to_kwargs(),
+            )
         built = _Built(loader, outlet)
-        self.built[config] = built
+        self._all.append(built)
+        if config not in self.built or self.built[config].busy:
+            self.built[config] = built
         return built
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Without torch's warning on more workers than CPUs: trying counts is the search's job
+    (the warning would repeat at every stretch)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*worker processes in total")
+        yield

@@ -1,0 +1,75 @@
+"""What an online loader did, as a :class:`~loadertune.Result` like ``tune``'s: every stretch a
+trial, ``best`` the config it runs, the pick's reason; and the facts its cache key is made of."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadertune.analysis.document import analyse
+from loadertune.online.search import Autotune
+from loadertune.records.result import Result
+
+
+def workload_facts(loader: Any) -> dict[str, Any]:
+    """What decides the pick: the dataset's type and length, the batching and collate, the
+    knobs the user fixed, the usable CPUs and torch's version."""
+    import torch
+
+    from loadertune.engine.machine import usable_cpus
+
+    try:
+        samples: int | None = len(loader.dataset)
+    except TypeError:
+        samples = None
+    return {
+        "dataset_type": type(loader.dataset).__qualname__,
+        "samples": samples,
+        "batch_size": loader.batch_size,
+        "sampler": type(loader.sampler).__qualname__,
+        "batch_sampler": type(loader.batch_sampler).__qualname__,
+        "drop_last": loader.drop_last,
+        "collate_fn": getattr(loader.collate_fn, "__qualname__", type(loader.collate_fn).__name__),
+        "fixed": loader.knobs.fixed(cuda=False),
+        "epochs": loader.epochs,
+        "usable_cpus": usable_cpus().usable,
+        "torch": torch.__version__,
+    }
+
+
+def tuning_result(loader: Any, search: Autotune | None) -> Result:
+    """Every stretch of every epoch as a trial (the search's judged snapshots first), the
+    running config as the pick."""
+    from loadertune.engine.machine import machine_facts
+
+    facts = loader._workload_facts()
+    trials = [t for epoch in loader.stages for t in epoch]
+    result = Result(
+        machine=machine_facts().to_dict(),
+        workload={
+            **facts,
+            "name": f"online {facts['dataset_type']}",
+            "epoch_batches": trials[0].epoch_batches if trials else None,
+            "loader_kwargs": {"batch_size": loader.batch_size, "drop_last": loader.drop_last},
+            "step": "the training loop (online)",
+        },
+        settings={"online": True, "epochs": loader.epochs},
+        trials=trials,
+    )
+    if search is not None:
+        ran = {t.config for t in trials}
+        settled = search.settled.chosen.config if search.settled else None
+        result.pick = search.running if search.running in ran or settled is None else settled
+        result.tuning = _tuning(search)
+    return analyse(result)
+
+
+def _tuning(search: Autotune) -> dict[str, Any]:
+    settled = search.settled
+    return {
+        "strategy": "online",
+        "pick": search.running.to_kwargs() if search.running else None,
+        "settled": settled is not None,
+        "reason": settled.reason if settled else "still searching",
+        "stretches_judged": len(search.trials),
+        "lost_s": round(search.lost_s, 4),
+    }

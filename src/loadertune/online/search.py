@@ -1,0 +1,305 @@
+"""The online search: which config runs next, while the user's loop trains.
+
+It reuses ``tune``'s adaptive strategy (the anchors, then where the model fitted to the best
+count's stretch points) and its pick (the cheapest config within noise of the fastest), on
+stretches of the real job: each config runs until its stretch has enough batches for a steady
+rate, or long enough to judge a slow one. Trying costs real training time, so a move is made only
+while exploring has taken less than :data:`EXPLORE_SHARE` of the job's projected time, and only
+when the most it could save over the batches left (the time the step still waits for data) is
+worth several worker startups. Then it settles on the pick, with persistent workers where more
+epochs follow, and stays.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from loadertune.engine.cpu import tree_cpu_seconds
+from loadertune.records.config import LoaderConfig
+from loadertune.records.limits import bare_min_batches
+from loadertune.records.result import Summary
+from loadertune.records.trial import Trial
+from loadertune.tuning.adaptive import Adaptive
+from loadertune.tuning.history import History
+from loadertune.tuning.model import LoaderFit
+from loadertune.tuning.pick import Pick, pick
+
+MIN_STRETCH_S = 0.3  # a stretch with a steady rate still runs this long past its first batch
+SLOW_STRETCH_S = 0.25  # ... and a stretch of slow batches is judged after this, from a few
+MIN_STRETCH_BATCHES = 3
+EXPLORE_SHARE = 0.15  # trying stops once it took this share of the job's projected time
+WORTH_STARTUPS = 1.5  # a move is made only where what it could save is worth 1.5 startups
+STARTUP_PER_WORKER_S = 0.015  # a forked worker's start (10-20 ms here), until one is measured
+VERIFY_BAND = 1.25  # a cached pick whose first stretch runs within 25% of its figure stands
+MIN_WORKER_BATCH_S = 0.5e-3  # receiving one batch from a worker costs the main loop about this
+# (queue, unpickling, shared memory): in-memory rows loading in 0.14 ms per batch ran 8x slower
+# with 2 workers here (1.2 ms per batch), so a loop that waits less than this cannot gain
+
+
+@dataclass(frozen=True)
+class _Seen(History):
+    """The search's history, plus the configs passed over (not measured, not rejected: a
+    rejection would cap the worker counts above it)."""
+
+    passed: frozenset[LoaderConfig] = frozenset()
+
+    @property
+    def tried(self) -> set[LoaderConfig]:
+        return super().tried | self.passed
+
+
+@dataclass(frozen=True)
+class Space:
+    """What may be tuned: the knobs the user gave are fixed to their values."""
+
+    fixed: dict[str, object] = field(default_factory=dict)
+    unordered_ok: bool = False  # in_order="auto"
+    start_methods: tuple[str, ...] = ()  # multiprocessing_context="auto"
+    cuda: bool = False
+
+    def constrain(self, config: LoaderConfig) -> LoaderConfig | None:
+        """``config`` with the given knobs put back, or None where they cannot go together."""
+        try:
+            return dataclasses.replace(config, **self.fixed)  # type: ignore[arg-type]
+        except ValueError:
+            return None
+
+
+@dataclass
+class Autotune:
+    """The controller of one online loader (see :class:`~loadertune.online.loader.Controller`).
+    ``batches`` per epoch (None for a stream), ``epochs`` the job runs, ``start``: the config
+    to begin with (a cached pick, then only verified)."""
+
+    space: Space
+    batches: int | None
+    epochs: int
+    usable_cpus: int
+    start: LoaderConfig | None = None
+    expected_batch_s: float | None = None  # what the cached start ran at, to verify
+    max_workers: int = 32
+    trials: list[Trial] = field(default_factory=list)
+    settled: Pick | None = None
+    lost_s: float = 0.0  # stretches' time beyond what the best so far would have taken
+    running: LoaderConfig | None = None  # the config the loader runs now
+    cpu_now: Callable[[], float] = tree_cpu_seconds
+
+    def first(self, epoch: int) -> LoaderConfig:
+        if self.running is None:
+            first = self.start or self.space.constrain(LoaderConfig()) or LoaderConfig()
+            self.running = self._as_run(first)
+        return self.running
+
+    def after(self, stage: Trial, position: int, left: int | None) -> LoaderConfig | None:
+        """After a batch of the active stretch: a new config to switch to now, or None (also
+        when the epoch's ``left`` batches are not worth the new config's start: it then
+        starts with the next epoch)."""
+        if self.settled is not None or stage.config != self.running or not _enough(stage):
+            return None
+        config = self._move(stage)
+        if config is None or left is None:
+            return config
+        return (
+            config if left * _per_batch_s(stage) >= WORTH_STARTUPS * self._start_s(config) else None
+        )
+
+    def _start_s(self, config: LoaderConfig) -> float:
+        """What starting ``config``'s workers should take: per worker as measured, else a
+        forked worker's typical start."""
+        per_worker = [
+            t.startup_s / t.config.num_workers
+            for t in self.trials
+            if t.config.num_workers and t.startup_s
+        ]
+        return config.num_workers * min(per_worker, default=STARTUP_PER_WORKER_S)
+
+    def epoch_ended(self, stage: Trial) -> None:
+        """The epoch's end cut the active stretch: it counts (the next epoch starts with what
+        it points to; an iterable dataset switches only here)."""
+        if self.settled is None and stage.batches and stage.config == self.running:
+            self._move(stage)
+
+    def conclude(self) -> None:
+        """The job's last planned epoch ended while still exploring: settle on the best
+        measured, so the pick is said and remembered for the next run."""
+        if self.settled is None:
+            self._settle()
+
+    def _move(self, stage: Trial) -> LoaderConfig | None:
+        self._keep(stage)
+        if self._verified():
+            return self._settle()
+        proposal = self._proposal() if self._worth_exploring() else None
+        if proposal is not None:
+            self.running = self._as_run(proposal)
+            return self.running
+        return self._settle()
+
+    def _as_run(self, config: LoaderConfig) -> LoaderConfig:
+        """What runs for ``config``: with persistent workers when more epochs follow and the
+        user left the knob open, so a stretch that crosses an epoch starts no workers again."""
+        if self.epochs > 1 and config.num_workers and "persistent_workers" not in self.space.fixed:
+            return dataclasses.replace(config, persistent_workers=True)
+        return config
+
+    def _as_proposed(self, config: LoaderConfig) -> LoaderConfig:
+        """The inverse of :meth:`_as_run`: the config the strategy proposed."""
+        if self.epochs > 1 and config.num_workers and "persistent_workers" not in self.space.fixed:
+            return dataclasses.replace(config, persistent_workers=False)
+        return config
+
+    def _keep(self, stage: Trial) -> None:
+        """A snapshot of the stretch as judged (the live one still records its drain)."""
+        kept = copy.deepcopy(stage)
+        kept.config = self._as_proposed(stage.config)
+        if kept.step_end_s:
+            kept.cpu.append((kept.step_end_s[-1], self.cpu_now()))
+        kept.trim()
+        kept.round_raw()
+        if kept.step_end_s and kept.batches:
+            per_batch = [_per_batch_s(t) for t in self.trials]
+            best_s = min(per_batch, default=_per_batch_s(kept))
+            self.lost_s += max(0.0, kept.step_end_s[-1] - kept.batches * best_s)
+        self.trials.append(kept)
+
+    def summaries(self) -> list[Summary]:
+        groups: dict[LoaderConfig, list[Trial]] = {}
+        for trial in self.trials:
+            groups.setdefault(trial.config, []).append(trial)
+        return [Summary(c, tuple(ts), self.epochs) for c, ts in groups.items()]
+
+    def _proposal(self) -> LoaderConfig | None:
+        history = _Seen(self.summaries(), passed=frozenset(self._passed()))
+        jump = self._jump()
+        if jump is not None and jump not in history.tried:
+            return jump
+        strategy = self._strategy()
+        lightning = strategy.lightning()
+        for _ in range(32):  # the strategy's proposals, until one the user's knobs allow
+            config = strategy.propose(history)
+            if config is None:
+                return None
+            allowed = self.space.constrain(config)
+            if config != lightning and allowed is not None and allowed not in history.tried:
+                return allowed
+            history = _Seen(history.summaries, passed=history.passed | {config})
+        return None
+
+    def _passed(self) -> set[LoaderConfig]:
+        """Configs not worth a stretch: the strategy's anchor at one worker per CPU once a
+        jump from the baseline went past it (a stretch there would cost the job time to
+        learn what the jump showed)."""
+        measured = [t.config.num_workers for t in self.trials]
+        if measured and max(measured) > self.usable_cpus:
+            return {LoaderConfig(self.usable_cpus)}
+        return set()
+
+    def _jump(self) -> LoaderConfig | None:
+        """From a baseline without workers, where the model points: its wait per batch is
+        what a worker spends making one, its step the main loop's own work, its CPU seconds
+        per batch what each worker needs; the batches left bound the workers worth starting."""
+        if len(self.trials) != 1 or self.trials[0].config.num_workers:
+            return None
+        trial = self.trials[0]
+        make_s, busy_s = _wait_per_batch_s(self.summaries()[0]), _step_per_batch_s(trial)
+        cpu_s = _cpu_per_batch_s(trial)
+        if cpu_s is None or make_s == float("inf"):
+            return None
+        left = (self.batches or trial.batches) * self.epochs
+        fit = LoaderFit(1, make_s, busy_s, cpu_s, STARTUP_PER_WORKER_S, left)
+        workers = min(fit.suggested_workers(self.usable_cpus), self.max_workers)
+        return self.space.constrain(LoaderConfig(workers)) if workers > 1 else None
+
+    def _strategy(self) -> Adaptive:
+        start = self.start or self.space.constrain(LoaderConfig()) or LoaderConfig()
+        baseline = self._as_proposed(start)
+        return Adaptive(
+            usable_cpus=self.usable_cpus,
+            max_workers=self.max_workers,
+            epochs=1,  # persistence is ours to add (see _as_run), not a stretch of its own
+            baseline=baseline,
+            unordered_ok=self.space.unordered_ok,
+            start_methods=self.space.start_methods,
+            cuda=self.space.cuda,
+        )
+
+    def _worth_exploring(self) -> bool:
+        """Exploring has time left, and what the best stretch still waits is worth a try."""
+        best = pick(self.summaries())
+        if best is None or best.chosen.planned_s is None:
+            return True
+        if _wait_per_batch_s(best.chosen) < MIN_WORKER_BATCH_S:
+            return False
+        projected_s = best.chosen.planned_s.median
+        if self.lost_s >= EXPLORE_SHARE * projected_s:
+            return False
+        wait = best.chosen.figure("data_wait_fraction")
+        saving_s = (wait.median if wait else 1.0) * projected_s
+        return saving_s >= WORTH_STARTUPS * self._startup_s()
+
+    def _verified(self) -> bool:
+        """The cached start ran as fast as it did when it was picked (within
+        :data:`VERIFY_BAND`): no search needed."""
+        if self.expected_batch_s is None or len(self.trials) != 1:
+            return False
+        return _per_batch_s(self.trials[0]) <= VERIFY_BAND * self.expected_batch_s
+
+    def _startup_s(self) -> float:
+        """What starting workers costs: the cheapest stretch with workers measured, else a
+        forked worker's typical start."""
+        started = [t.startup_s for t in self.trials if t.config.num_workers and t.startup_s]
+        return min(started, default=STARTUP_PER_WORKER_S * 2)
+
+    def _settle(self) -> LoaderConfig | None:
+        chosen = pick(self.summaries())
+        if chosen is None:
+            return None
+        self.settled = chosen
+        config = self._as_run(chosen.chosen.config)
+        if config == self.running:
+            return None
+        self.running = config
+        return config
+
+
+def _per_batch_s(trial: Trial) -> float:
+    """Seconds per batch over a stretch, startup included."""
+    return trial.step_end_s[-1] / trial.batches if trial.batches else float("inf")
+
+
+def _wait_per_batch_s(summary: Summary) -> float:
+    """The time the step waited for each batch (the most workers could take off the loop),
+    median over the config's stretches, past each one's first batch."""
+    waits = [
+        sum(r - q for q, r in zip(t.request_s[1:], t.ready_s[1:], strict=True)) / (t.batches - 1)
+        for t in summary.trials
+        if t.batches > 1
+    ]
+    return sorted(waits)[len(waits) // 2] if waits else float("inf")
+
+
+def _step_per_batch_s(trial: Trial) -> float:
+    """The step's median time per batch (ready to step end)."""
+    steps = sorted(e - r for r, e in zip(trial.ready_s, trial.step_end_s, strict=True))
+    return steps[len(steps) // 2] if steps else 0.0
+
+
+def _cpu_per_batch_s(trial: Trial) -> float | None:
+    """CPU seconds per batch between the stretch's first and last CPU reading."""
+    if len(trial.cpu) < 2 or not trial.batches:
+        return None
+    return max(trial.cpu[-1][1] - trial.cpu[0][1], 0.0) / trial.batches
+
+
+def _enough(stage: Trial) -> bool:
+    """A stretch long enough to judge: a steady rate's batches and :data:`MIN_STRETCH_S`, or
+    (slow batches) a few of them and :data:`SLOW_STRETCH_S`."""
+    if not stage.ready_s:
+        return False
+    steady_s = stage.step_end_s[-1] - stage.ready_s[0] if stage.step_end_s else 0.0
+    if stage.batches >= bare_min_batches(stage.config) and steady_s >= MIN_STRETCH_S:
+        return True
+    return stage.batches >= MIN_STRETCH_BATCHES and steady_s >= SLOW_STRETCH_S

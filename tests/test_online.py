@@ -1,0 +1,217 @@
+"""``loadertune.DataLoader``: knobs given are kept, the search runs on the real loop, every
+epoch is delivered exactly once, the pick is remembered, the user's exceptions reach the user."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+import loadertune
+from loadertune.analysis.document import document
+from loadertune.online.cache import CACHE_ENV
+from loadertune.records.config import LoaderConfig
+
+
+class Indexed(Dataset[tuple[int, torch.Tensor]]):
+    """Sample ``i`` is ``(i, row)``; ``cost_s`` of sleep per sample (a storage read)."""
+
+    def __init__(self, n: int, cost_s: float = 0.0, bad: int | None = None) -> None:
+        self.n, self.cost_s, self.bad = n, cost_s, bad
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        if index == self.bad:
+            raise ValueError(f"corrupt record {index}")
+        if self.cost_s:
+            time.sleep(self.cost_s)
+        return index, torch.full((4,), float(index))
+
+
+class Counting(IterableDataset[int]):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Iterator[int]:
+        info = torch.utils.data.get_worker_info()
+        start, step = (info.id, info.num_workers) if info else (0, 1)
+        return iter(range(start, self.n, step))
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    return folder
+
+
+def _epoch(loader: loadertune.DataLoader) -> list[int]:
+    return [i for indices, _ in loader for i in indices.tolist()]
+
+
+def _children() -> set[int]:
+    alive = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.add(child.pid)
+        except psutil.Error:
+            continue
+    return alive
+
+
+def test_every_knob_given_is_torchs_own_loader() -> None:
+    loader = loadertune.DataLoader(Indexed(16), batch_size=4, num_workers=0)
+    iterator = iter(loader)
+    assert type(iterator).__name__ == "_SingleProcessDataLoaderIter"
+    assert loader.tuning is None
+
+
+def test_bad_auto_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="in_order"):
+        loadertune.DataLoader(Indexed(16), in_order="sometimes")
+    with pytest.raises(ValueError, match="epochs"):
+        loadertune.DataLoader(Indexed(16), epochs=0)
+
+
+def test_in_memory_rows_never_start_workers() -> None:
+    loader = loadertune.DataLoader(Indexed(2000), batch_size=16, shuffle=True, epochs=3)
+    for _ in range(3):
+        assert sorted(_epoch(loader)) == list(range(2000))
+    assert {t.config.num_workers for epoch in loader.stages for t in epoch} == {0}
+    result = loader.tuning
+    assert result is not None and result.best is not None
+    assert result.best.loader_kwargs["num_workers"] == 0
+
+
+@pytest.mark.workers
+def test_storage_reads_climb_to_many_workers_and_keep_every_sample_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="loadertune")
+    loader = loadertune.DataLoader(Indexed(384, cost_s=0.002), batch_size=8, shuffle=True, epochs=3)
+    try:
+        for _ in range(3):
+            assert sorted(_epoch(loader)) == list(range(384))
+    finally:
+        loader.close()
+    workers = [t.config.num_workers for epoch in loader.stages for t in epoch]
+    assert workers[0] == 0 and max(workers) >= 4
+    assert any("settled on" in record.message for record in caplog.records)
+
+
+@pytest.mark.workers
+def test_unshuffled_epochs_stay_in_order_across_switches() -> None:
+    loader = loadertune.DataLoader(Indexed(384, cost_s=0.002), batch_size=8, epochs=2)
+    try:
+        for _ in range(2):
+            assert _epoch(loader) == list(range(384))
+    finally:
+        loader.close()
+    assert len(loader.stages[0]) >= 2  # it did switch inside the first epoch
+
+
+@pytest.mark.workers
+def test_a_given_knob_is_kept_while_the_rest_is_tuned() -> None:
+    loader = loadertune.DataLoader(Indexed(96, cost_s=0.002), batch_size=8, num_workers=2, epochs=2)
+    try:
+        for _ in range(2):
+            _epoch(loader)
+    finally:
+        loader.close()
+    assert {t.config.num_workers for epoch in loader.stages for t in epoch} == {2}
+
+
+@pytest.mark.workers
+def test_the_pick_is_remembered_and_the_next_job_starts_there(cache_dir: Path) -> None:
+    def job() -> loadertune.DataLoader:
+        loader = loadertune.DataLoader(Indexed(160, cost_s=0.002), batch_size=8, epochs=2)
+        try:
+            for _ in range(2):
+                _epoch(loader)
+        finally:
+            loader.close()
+        return loader
+
+    first = job()
+    [saved] = list(cache_dir.glob("*.json"))
+    picked = LoaderConfig.from_kwargs(json.loads(saved.read_text())["config"])
+    second = job()
+    assert second.stages[0][0].config == picked
+    assert first.tuning is not None and second.tuning is not None
+
+
+def test_without_cache_nothing_is_written(cache_dir: Path) -> None:
+    loader = loadertune.DataLoader(Indexed(200), batch_size=8, epochs=2, cache=False)
+    for _ in range(2):
+        _epoch(loader)
+    assert not cache_dir.exists() or not list(cache_dir.iterdir())
+
+
+def test_what_it_did_is_a_result_document() -> None:
+    loader = loadertune.DataLoader(Indexed(400), batch_size=8, epochs=2)
+    for _ in range(2):
+        _epoch(loader)
+    result = loader.tuning
+    assert result is not None
+    doc = json.loads(json.dumps(document(result), allow_nan=False))
+    assert doc["tuning"]["strategy"] == "online" and doc["tuning"]["settled"]
+    again = loadertune.Result.from_dict(doc)
+    assert again.best is not None and again.best.config == LoaderConfig(0)
+
+
+def test_an_iterable_dataset_switches_only_between_epochs() -> None:
+    loader = loadertune.DataLoader(Counting(300), batch_size=10, epochs=3)
+    try:
+        for _ in range(3):
+            assert sorted(x for batch in loader for x in batch.tolist()) == list(range(300))
+    finally:
+        loader.close()
+    assert all(len(epoch) == 1 for epoch in loader.stages)
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_users_exception_reaches_the_user(workers: int) -> None:
+    before = _children()
+    loader = loadertune.DataLoader(
+        Indexed(64, bad=37),
+        batch_size=1,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+    )
+    with pytest.raises(ValueError, match="corrupt record 37"):
+        _epoch(loader)
+    loader.close()
+    assert _children() - before <= _helpers()
+
+
+@pytest.mark.workers
+def test_no_worker_outlives_a_loop_that_breaks_and_a_loader_collected() -> None:
+    before = _children()
+    loader = loadertune.DataLoader(Indexed(200, cost_s=0.002), batch_size=8, epochs=3)
+    for index, _ in enumerate(loader):
+        if index == 15:
+            break
+    del loader, index
+    gc.collect()
+    deadline = time.monotonic() + 10  # liveness bound only: workers exit as they are joined
+    while _children() - before - _helpers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _children() - before <= _helpers()
+
+
+def _helpers() -> set[int]:
+    from loadertune.engine.harness import _multiprocessing_helpers
+
+    return _multiprocessing_helpers()
