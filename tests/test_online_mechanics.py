@@ -135,3 +135,65 @@ def _helpers() -> set[int]:
     from loadertune.engine.harness import _multiprocessing_helpers
 
     return _multiprocessing_helpers()
+
+
+class DiesInWorker(Numbered):
+    """The worker that fetches ``bad`` is killed (as the out-of-memory killer does); in the
+    main process the sample loads."""
+
+    def __init__(self, n: int, bad: int) -> None:
+        super().__init__(n)
+        self.bad = bad
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        import os
+        import signal
+
+        if index == self.bad and torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__getitem__(index)
+
+
+class HangsInWorker(DiesInWorker):
+    def __getitem__(self, index: int) -> torch.Tensor:
+        import time
+
+        if index == self.bad and torch.utils.data.get_worker_info() is not None:
+            time.sleep(60)
+        return Numbered.__getitem__(self, index)
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize(
+    "dataset", [DiesInWorker(50, bad=23), HangsInWorker(50, bad=23)], ids=["killed", "hung"]
+)
+def test_a_broken_config_falls_back_with_no_batch_lost_or_repeated(
+    dataset: Numbered, caplog: pytest.LogCaptureFixture
+) -> None:
+    loader = DataLoader(
+        dataset,
+        batch_size=1,
+        timeout=2,
+        controller=Planned([(W0, 3), (W2, 99)]),
+    )
+    try:
+        got = _epochs(loader, 1)[0]
+    finally:
+        loader.close()
+    assert got == [[i] for i in range(50)]
+    assert any("falling back to w=0" in r.message for r in caplog.records)
+    assert [t.config for t in loader.stages[0]] == [W0, W2, W0]
+
+
+@pytest.mark.workers
+def test_the_users_exception_in_a_worker_is_not_taken_for_a_broken_config() -> None:
+    class Raises(Numbered):
+        def __getitem__(self, index: int) -> torch.Tensor:
+            if index == 7:
+                raise KeyError("missing label 7")
+            return super().__getitem__(index)
+
+    loader = DataLoader(Raises(20), batch_size=2, controller=Planned([(W0, 1), (W2, 99)]))
+    with pytest.raises(KeyError, match="missing label 7"):
+        _epochs(loader, 1)
+    loader.close()

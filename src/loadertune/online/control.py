@@ -21,6 +21,10 @@ class Controller(Protocol):
 
     def epoch_ended(self, stage: Trial) -> None: ...
 
+    def failed(self, config: LoaderConfig, reason: str) -> LoaderConfig:
+        """``config``'s loader broke: the config to run instead."""
+        ...
+
 
 class Planned:
     """A fixed plan: ``(config, batches)`` pairs run in turn within each epoch, the last one to
@@ -46,3 +50,7 @@ class Planned:
 
     def epoch_ended(self, stage: Trial) -> None:
         """A plan restarts each epoch."""
+
+    def failed(self, config: LoaderConfig, reason: str) -> LoaderConfig:
+        """The plan's first config stands in for one that broke (the rest of the plan runs)."""
+        return self.plan[0][0] if self.plan[0][0] != config else LoaderConfig()

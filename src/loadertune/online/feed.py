@@ -9,6 +9,7 @@ an epoch can be audited: every position handed out once, in the sampler's order.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -23,6 +24,12 @@ class Feed:
         self.handed = 0  # positions handed out so far
         self.exhausted = False
         self.taps: list[Tap] = []
+        self._again: deque[tuple[int, Any]] = deque()  # handed back by a failed config
+
+    def requeue(self, items: list[tuple[int, Any]]) -> None:
+        """Positions a failed config was given and never delivered: handed out again first,
+        in their order, before anything new."""
+        self._again.extendleft(reversed(items))
 
     def tap(self) -> Tap:
         """A new outlet, starting at the next position."""
@@ -32,6 +39,8 @@ class Feed:
 
     def pull(self) -> tuple[int, Any]:
         """The next position and its indices; StopIteration at the epoch's end."""
+        if self._again:
+            return self._again.popleft()
         if self.exhausted:
             raise StopIteration
         try:
@@ -52,18 +61,26 @@ class Feed:
     def left(self) -> int | None:
         """Positions not handed out yet (None without a length)."""
         if self.exhausted:
-            return 0
-        return None if self.length is None else max(self.length - self.handed, 0)
+            return len(self._again)
+        if self.length is None:
+            return None
+        return max(self.length - self.handed, 0) + len(self._again)
 
 
 class Tap:
     """What one config's loader iterates as its batch sampler (or sampler): the feed's indices
-    until :meth:`close`. ``positions`` are the epoch positions it was given, in order."""
+    until :meth:`close`. ``pending`` holds what it was given and has not delivered yet, in
+    order (the relay calls :meth:`delivered` for each batch that reached the user's loop)."""
 
     def __init__(self, feed: Feed) -> None:
         self.feed = feed
         self.closed = False
-        self.positions: list[int] = []
+        self.pending: deque[tuple[int, Any]] = deque()
+
+    def delivered(self) -> None:
+        """The oldest pending batch reached the user's loop (in-order delivery)."""
+        if self.pending:
+            self.pending.popleft()
 
     def close(self) -> None:
         """Hand out nothing more: the loader ends once it has delivered what it was given."""
@@ -72,11 +89,11 @@ class Tap:
     def __iter__(self) -> Iterator[Any]:
         while not self.closed:
             try:
-                position, indices = self.feed.pull()
+                item = self.feed.pull()
             except StopIteration:
                 return
-            self.positions.append(position)
-            yield indices
+            self.pending.append(item)
+            yield item[1]
 
     def __len__(self) -> int:
         return len(self.feed)

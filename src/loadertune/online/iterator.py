@@ -3,16 +3,21 @@ config's stretch recorded, the controller asked after each batch of the active s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 from loadertune.engine.cpu import tree_cpu_seconds
+from loadertune.engine.failures import WORKER_DIED_MARKERS
 from loadertune.engine.recorder import Recorder
 from loadertune.online.feed import Feed
-from loadertune.online.relay import Relay
+from loadertune.online.relay import Relay, Stage, StageFailed
 from loadertune.online.stages import StagePool
 from loadertune.records.config import LoaderConfig
 from loadertune.records.trial import Trial
+
+log = logging.getLogger("loadertune")
+MAX_FALLBACKS = 4  # configs that may fail one after another within one next() before giving up
 
 
 class OnlineIterator(Iterator[Any]):
@@ -43,7 +48,7 @@ class OnlineIterator(Iterator[Any]):
         if upcoming is not None:
             self.recorders[id(upcoming)].requested()
         try:
-            stage, item = next(self.relay)
+            stage, item = self._next_batch()
         except StopIteration:
             self._end(whole=True)
             raise
@@ -59,6 +64,36 @@ class OnlineIterator(Iterator[Any]):
             self._ask(recorder.trial)
         self._position += 1
         return item.batch
+
+    def _next_batch(self) -> tuple[Stage, Any]:
+        """The relay's next batch; a config whose loader broke (a worker died, torch's timeout)
+        is replaced by the controller's fallback, its undelivered positions handed out again.
+        Anything else was raised by the user's code: it reaches the user as raised."""
+        for _ in range(MAX_FALLBACKS):
+            try:
+                return next(self.relay)
+            except StageFailed as failure:
+                if not loader_broke(failure.error) or not failure.stage.config.in_order:
+                    raise failure.error from None
+                self._fall_back(failure)
+        raise RuntimeError(f"loadertune: {MAX_FALLBACKS} configs failed in a row; giving up")
+
+    def _fall_back(self, failure: StageFailed) -> None:
+        dropped = self.relay.drop_from(failure.stage)
+        pending = [item for stage in dropped for item in stage.tap.pending]
+        for stage in dropped:
+            stage.tap.close()
+            self.pool.discard(stage)
+        self.feed.requeue(pending)
+        config = self.controller.failed(failure.stage.config, str(failure.error))
+        log.warning(
+            "%s failed (%s); falling back to %s, its %d undelivered batches fetched again",
+            failure.stage.config.label(),
+            _first_line(failure.error),
+            config.label(),
+            len(pending),
+        )
+        self._switch(config)
 
     def _ask(self, trial: Trial) -> None:
         decision = self.controller.after(trial, self._position, self.feed.left)
@@ -107,6 +142,17 @@ class OnlineIterator(Iterator[Any]):
 
     def __del__(self) -> None:
         self.close()
+
+
+def loader_broke(error: BaseException) -> bool:
+    """A worker died or torch's loader timed out: the config's fault, not the user's code."""
+    text = str(error)
+    died = any(marker in text for marker in WORKER_DIED_MARKERS)
+    return isinstance(error, RuntimeError) and (died or "DataLoader timed out" in text)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _length(loader: Any) -> int | None:

@@ -35,6 +35,15 @@ class Stage:
             self.on_end(self)
 
 
+class StageFailed(Exception):  # noqa: N818 - a carrier, re-raised as its cause or handled
+    """A stage's loader raised ``error``: the relay names which stage, the online iterator
+    decides (a worker that died falls back; the user's own exception reaches the user)."""
+
+    def __init__(self, stage: Stage, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.stage, self.error = stage, error
+
+
 class Relay:
     """``next()`` gives ``(stage, batch)``: first whatever retiring stages still hold, oldest
     first, then the active stage's; StopIteration when the active stage ends (the feed ran
@@ -79,8 +88,25 @@ class Relay:
             stage.tap.close()
             stage.end()
 
+    def drop_from(self, stage: Stage) -> list[Stage]:
+        """Take ``stage`` and every stage after it out of the relay (a failure: the positions
+        they hold must be handed out again, in order); the dropped stages, oldest first."""
+        stages = [*self.retiring, *([self.active] if self.active else [])]
+        dropped = stages[stages.index(stage) :]
+        self.retiring = deque(s for s in self.retiring if s not in dropped)
+        if self.active in dropped:
+            self.active = None
+        return dropped
+
     @staticmethod
     def _take(stage: Stage) -> ProbedBatch:
-        item = next(stage.iterator)
+        try:
+            item = next(stage.iterator)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            raise StageFailed(stage, exc) from exc
         stage.delivered += 1
+        if stage.config.in_order:
+            stage.tap.delivered()
         return item

@@ -86,6 +86,7 @@ class Autotune:
     lost_s: float = 0.0  # stretches' time beyond what the best so far would have taken
     running: LoaderConfig | None = None  # the config the loader runs now
     cpu_now: Callable[[], float] = tree_cpu_seconds
+    broken: dict[LoaderConfig, str] = field(default_factory=dict)  # config -> why it failed
 
     def first(self, epoch: int) -> LoaderConfig:
         if self.running is None:
@@ -121,6 +122,15 @@ class Autotune:
         it points to; an iterable dataset switches only here)."""
         if self.settled is None and stage.batches and stage.config == self.running:
             self._move(stage)
+
+    def failed(self, config: LoaderConfig, reason: str) -> LoaderConfig:
+        """``config`` broke (a worker died, a timeout): never tried again; the search goes on
+        from the best config that ran, or the baseline."""
+        self.broken[self._as_proposed(config)] = reason
+        best = pick([s for s in self.summaries() if s.config not in self.broken])
+        fallback = best.chosen.config if best else LoaderConfig()
+        self.running = self._as_run(self.space.constrain(fallback) or LoaderConfig())
+        return self.running
 
     def conclude(self) -> None:
         """The job's last planned epoch ended while still exploring: settle on the best
@@ -168,11 +178,13 @@ class Autotune:
     def summaries(self) -> list[Summary]:
         groups: dict[LoaderConfig, list[Trial]] = {}
         for trial in self.trials:
+            if trial.config in self.broken:
+                continue
             groups.setdefault(trial.config, []).append(trial)
         return [Summary(c, tuple(ts), self.epochs) for c, ts in groups.items()]
 
     def _proposal(self) -> LoaderConfig | None:
-        history = _Seen(self.summaries(), passed=frozenset(self._passed()))
+        history = _Seen(self.summaries(), dict(self.broken), frozenset(self._passed()))
         jump = self._jump()
         if jump is not None and jump not in history.tried:
             return jump
@@ -185,7 +197,7 @@ class Autotune:
             allowed = self.space.constrain(config)
             if config != lightning and allowed is not None and allowed not in history.tried:
                 return allowed
-            history = _Seen(history.summaries, passed=history.passed | {config})
+            history = _Seen(history.summaries, history.rejected, history.passed | {config})
         return None
 
     def _passed(self) -> set[LoaderConfig]:

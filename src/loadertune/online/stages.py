@@ -16,6 +16,9 @@ from loadertune.online.feed import Feed, Outlet
 from loadertune.online.relay import Stage
 from loadertune.records.config import LoaderConfig
 
+HANG_TIMEOUT_S = 120.0  # a config's worker with no batch for this long is taken as hung (torch
+# raises its timeout, and the online loader falls back); the user's own timeout= wins
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -74,6 +77,16 @@ class StagePool:
         self.built.clear()
         self._all.clear()
 
+    def discard(self, stage: Stage) -> None:
+        """A stage whose loader broke: its workers killed, its loader never used again."""
+        built = self._owner(stage)
+        if built is None:
+            return
+        shut_down(built.iterator, kill_first=True)
+        self._all.remove(built)
+        if self.built.get(stage.config) is built:
+            del self.built[stage.config]
+
     def _ended(self, stage: Stage) -> None:
         built = self._owner(stage)
         if built is None:
@@ -108,7 +121,7 @@ class StagePool:
                 **source,
                 collate_fn=ProbedCollate(s.collate_fn),
                 worker_init_fn=s.worker_init_fn,
-                timeout=s.timeout,
+                timeout=(s.timeout or HANG_TIMEOUT_S) if config.num_workers else 0,
                 generator=generator,
                 pin_memory_device=s.pin_memory_device,
                 **config.to_kwargs(),
