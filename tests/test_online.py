@@ -19,6 +19,7 @@ import loadertune
 from loadertune.analysis.document import document
 from loadertune.online.cache import CACHE_ENV
 from loadertune.records.config import LoaderConfig
+from loadertune.records.trial import Trial
 
 
 class Indexed(Dataset[tuple[int, torch.Tensor]]):
@@ -215,3 +216,57 @@ def _helpers() -> set[int]:
     from loadertune.engine.harness import _multiprocessing_helpers
 
     return _multiprocessing_helpers()
+
+
+def test_a_saved_online_result_is_shown(tmp_path: Path) -> None:
+    from cli_run import run_cli
+
+    loader = loadertune.DataLoader(Indexed(400), batch_size=8, epochs=2)
+    for _ in range(2):
+        _epoch(loader)
+    path = tmp_path / "online.json"
+    loader.save_tuning(path)
+    shown = run_cli("show", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "w=0" in shown.stdout and "Pick" in shown.stdout
+
+
+def _stretch(config: LoaderConfig, per_batch_s: float, batches: int = 12) -> Trial:
+    """A stretch whose batches arrive every ``per_batch_s``, the step taking none of it."""
+    ready = [per_batch_s * (k + 1) for k in range(batches)]
+    return Trial(
+        config,
+        epoch_batches=batches,
+        request_s=[r - per_batch_s for r in ready],
+        ready_s=ready,
+        step_end_s=list(ready),
+        done_s=list(ready),
+        worker_id=[-1] * batches,
+        n_samples=[8] * batches,
+        complete=True,
+        end_s=ready[-1],
+    )
+
+
+def test_a_rate_that_drifts_after_settling_reopens_the_search() -> None:
+    from loadertune.online.search import Autotune, Space
+
+    search = Autotune(Space({"num_workers": 0}), batches=12, epochs=10, usable_cpus=2)
+    search.cpu_now = lambda: 0.0
+    search.first(0)
+    search.epoch_ended(_stretch(LoaderConfig(0), 0.01))
+    assert search.settled is not None  # the only config the user's knobs allow
+    search.epoch_ended(_stretch(LoaderConfig(0), 0.0105))  # within the noise: stays
+    assert search.settled is not None
+    search.epoch_ended(_stretch(LoaderConfig(0), 0.03))  # 3x slower per batch
+    assert search.settled is not None and len(search.trials) == 2  # looked again, settled again
+
+
+def test_a_loop_that_waits_less_than_receiving_a_batch_costs_never_explores() -> None:
+    from loadertune.online.search import MIN_WORKER_BATCH_S, Autotune, Space
+
+    search = Autotune(Space(), batches=100, epochs=10, usable_cpus=2)
+    search.cpu_now = lambda: 0.0
+    search.first(0)
+    search.epoch_ended(_stretch(LoaderConfig(0), MIN_WORKER_BATCH_S / 2, batches=100))
+    assert search.settled is not None and search.running == LoaderConfig(0)

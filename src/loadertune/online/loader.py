@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from torch.utils.data import DataLoader as TorchDataLoader
@@ -121,6 +122,15 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             return None
         search = self._controller if isinstance(self._controller, Autotune) else None
         return tuning_result(self, search)
+
+    def save_tuning(self, path: str | Path) -> None:
+        """Write :attr:`tuning` as a result document (``loadertune show PATH`` renders it)."""
+        from loadertune.analysis.document import save
+
+        result = self.tuning
+        if result is None:
+            raise ValueError("nothing measured yet: iterate the loader first")
+        save(result, path)
 
     def settled(self, search: Autotune) -> None:
         """The search chose: say so once, and remember it."""

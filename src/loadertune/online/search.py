@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,12 +28,15 @@ from loadertune.tuning.history import History
 from loadertune.tuning.model import LoaderFit
 from loadertune.tuning.pick import Pick, pick
 
+log = logging.getLogger("loadertune")
+
 MIN_STRETCH_S = 0.3  # a stretch with a steady rate still runs this long past its first batch
 SLOW_STRETCH_S = 0.25  # ... and a stretch of slow batches is judged after this, from a few
 MIN_STRETCH_BATCHES = 3
 EXPLORE_SHARE = 0.15  # trying stops once it took this share of the job's projected time
 WORTH_STARTUPS = 1.5  # a move is made only where what it could save is worth 1.5 startups
 STARTUP_PER_WORKER_S = 0.015  # a forked worker's start (10-20 ms here), until one is measured
+DRIFT_FACTOR = 1.5  # an epoch this much slower per batch than the pick's stretch: look again
 VERIFY_BAND = 1.25  # a cached pick whose first stretch runs within 25% of its figure stands
 MIN_WORKER_BATCH_S = 0.5e-3  # receiving one batch from a worker costs the main loop about this
 # (queue, unpickling, shared memory): in-memory rows loading in 0.14 ms per batch ran 8x slower
@@ -87,6 +91,7 @@ class Autotune:
     running: LoaderConfig | None = None  # the config the loader runs now
     cpu_now: Callable[[], float] = tree_cpu_seconds
     broken: dict[LoaderConfig, str] = field(default_factory=dict)  # config -> why it failed
+    seen: int = 0  # batches of active stretches so far (the job's progress)
 
     def first(self, epoch: int) -> LoaderConfig:
         if self.running is None:
@@ -98,6 +103,7 @@ class Autotune:
         """After a batch of the active stretch: a new config to switch to now, or None (also
         when the epoch's ``left`` batches are not worth the new config's start: it then
         starts with the next epoch)."""
+        self.seen += 1
         if self.settled is not None or stage.config != self.running or not _enough(stage):
             return None
         config = self._move(stage)
@@ -119,9 +125,24 @@ class Autotune:
 
     def epoch_ended(self, stage: Trial) -> None:
         """The epoch's end cut the active stretch: it counts (the next epoch starts with what
-        it points to; an iterable dataset switches only here)."""
-        if self.settled is None and stage.batches and stage.config == self.running:
+        it points to; an iterable dataset switches only here). After settling, an epoch that
+        ran :data:`DRIFT_FACTOR` slower per batch than the pick's stretch reopens the search."""
+        if stage.config != self.running or not stage.batches:
+            return
+        if self.settled is None:
             self._move(stage)
+        elif self._drifted(stage):
+            log.info("the rate at %s drifted past the noise: looking again", stage.config.label())
+            self.settled, self.lost_s = None, 0.0
+            self._move(stage)
+
+    def _drifted(self, stage: Trial) -> bool:
+        settled = self.settled
+        if settled is None or stage.batches < MIN_STRETCH_BATCHES:
+            return False
+        then = min((_steady_per_batch_s(t) for t in settled.chosen.trials), default=None)
+        now = _steady_per_batch_s(stage)
+        return then is not None and now > DRIFT_FACTOR * then
 
     def failed(self, config: LoaderConfig, reason: str) -> LoaderConfig:
         """``config`` broke (a worker died, a timeout): never tried again; the search goes on
@@ -239,18 +260,25 @@ class Autotune:
         )
 
     def _worth_exploring(self) -> bool:
-        """Exploring has time left, and what the best stretch still waits is worth a try."""
+        """Exploring has time left, and what the best config's step still waits for each
+        batch, beyond what receiving a batch from a worker costs, repays a probe over the
+        batches the job has left (a worker start and a stretch)."""
         best = pick(self.summaries())
         if best is None or best.chosen.planned_s is None:
             return True
-        if _wait_per_batch_s(best.chosen) < MIN_WORKER_BATCH_S:
+        gain_s = _wait_per_batch_s(best.chosen) - MIN_WORKER_BATCH_S
+        if gain_s <= 0:
             return False
-        projected_s = best.chosen.planned_s.median
-        if self.lost_s >= EXPLORE_SHARE * projected_s:
+        left = self._batches_left()
+        probe_s = self._startup_s() + MIN_STRETCH_S
+        if left is not None and gain_s * left < WORTH_STARTUPS * probe_s:
             return False
-        wait = best.chosen.figure("data_wait_fraction")
-        saving_s = (wait.median if wait else 1.0) * projected_s
-        return saving_s >= WORTH_STARTUPS * self._startup_s()
+        return self.lost_s < EXPLORE_SHARE * best.chosen.planned_s.median
+
+    def _batches_left(self) -> int | None:
+        if self.batches is None:
+            return None
+        return max(self.batches * self.epochs - self.seen, 0)
 
     def _verified(self) -> bool:
         """The cached start ran as fast as it did when it was picked (within
@@ -275,6 +303,13 @@ class Autotune:
             return None
         self.running = config
         return config
+
+
+def _steady_per_batch_s(trial: Trial) -> float:
+    """Seconds per batch past the stretch's first batch (its startup left out)."""
+    if trial.batches < 2:
+        return float("inf")
+    return (trial.step_end_s[-1] - trial.ready_s[0]) / (trial.batches - 1)
 
 
 def _per_batch_s(trial: Trial) -> float:
