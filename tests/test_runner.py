@@ -109,15 +109,16 @@ def test_a_hang_times_out_and_its_workers_are_killed(workers: int) -> None:
 
 @pytest.mark.workers
 def test_a_worker_that_dies_is_reported() -> None:
-    trial = run_trial(Workload(DiesAt(bad=3), batch_size=1, shuffle=False), LoaderConfig(2), LIMITS)
+    trial = run_trial(Workload(DiesAt(bad=9), batch_size=1, shuffle=False), LoaderConfig(2), LIMITS)
     assert trial.error is not None and trial.error.kind == "worker_died"
-    # worker 1 was given batches 1, 3 (and 5); it may have returned 1 before it died at 3
+    # worker 1 makes the odd batches, two in hand at a time; it dies at 9, by when the main
+    # loop has received the first batches (dying at 3, it could beat batch 0 to the loop)
     assert re.fullmatch(
         r"DataLoader worker 1 \(pid \d+\) exited with code 3"
-        r"( \(index 3, batch 3\)| while loading batch 1 or 3 \(index 1 or 3\))",
+        r"( \(index 9, batch 9\)| while loading batch (7 or 9|9 or 11) \(index (7 or 9|9 or 11)\))",
         str(trial.error),
     ), str(trial.error)
-    assert trial.batches in (1, 2, 3)  # the batches before it are kept
+    assert 1 <= trial.batches <= 9  # the batches before it are kept
 
 
 def test_a_step_that_raises_is_named() -> None:

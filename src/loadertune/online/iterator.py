@@ -32,7 +32,6 @@ class OnlineIterator(Iterator[Any]):
         self.relay = Relay()
         self.trials: list[Trial] = []
         loader.stages.append(self.trials)
-        self.recorders: dict[int, Recorder] = {}
         self._open: Recorder | None = None
         self._position = 0
         self._ended = False
@@ -46,7 +45,7 @@ class OnlineIterator(Iterator[Any]):
             self._open = None
         upcoming = self.relay.retiring[0] if self.relay.retiring else self.relay.active
         if upcoming is not None:
-            self.recorders[id(upcoming)].requested()
+            upcoming.recorder.requested()
         try:
             stage, item = self._next_batch()
         except StopIteration:
@@ -55,7 +54,7 @@ class OnlineIterator(Iterator[Any]):
         except BaseException:
             self._end(whole=False)
             raise
-        recorder = self.recorders[id(stage)]
+        recorder: Recorder = stage.recorder
         if stage is not upcoming:
             recorder.requested()  # a retiring stage ran out in between: asked of this one now
         recorder.received(item)
@@ -109,7 +108,7 @@ class OnlineIterator(Iterator[Any]):
         recorder.begin()
         trial.cpu.append((0.0, cpu))
         stage = self.relay.switch(lambda: self.pool.start(config, self.feed))
-        self.recorders[id(stage)] = recorder
+        stage.recorder = recorder
         self._active = recorder
 
     def _end(self, *, whole: bool) -> None:

@@ -29,6 +29,7 @@ class Stage:
     tap: Tap
     delivered: int = 0
     on_end: Callable[[Stage], None] | None = field(default=None, repr=False)
+    recorder: Any = field(default=None, repr=False)  # what records this stretch
 
     def end(self) -> None:
         if self.on_end is not None:

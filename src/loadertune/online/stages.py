@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadertune.engine.backends.dataloader import shut_down
+from loadertune.engine.harness import share_temp_dir
 from loadertune.engine.probe import ProbedCollate
 from loadertune.online.feed import Feed, Outlet
 from loadertune.online.relay import Stage
@@ -106,6 +107,8 @@ class StagePool:
         from torch.utils.data import DataLoader
 
         s, outlet = self.settings, Outlet()
+        if config.num_workers:
+            share_temp_dir()  # one folder for every worker, removed with this process
         generator = torch.Generator()
         generator.manual_seed(self.seed)
         source: dict[str, Any]
