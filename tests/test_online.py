@@ -270,3 +270,39 @@ def test_a_loop_that_waits_less_than_receiving_a_batch_costs_never_explores() ->
     search.first(0)
     search.epoch_ended(_stretch(LoaderConfig(0), MIN_WORKER_BATCH_S / 2, batches=100))
     assert search.settled is not None and search.running == LoaderConfig(0)
+
+
+def test_datasets_of_one_class_and_length_but_other_samples_get_other_cache_keys() -> None:
+    from loadertune.online.cache import workload_key
+    from loadertune.online.report import workload_facts
+
+    class Wide(Indexed):
+        def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+            return index, torch.zeros(64)
+
+    narrow = loadertune.DataLoader(Indexed(100), batch_size=8)
+    wide = loadertune.DataLoader(Wide(100), batch_size=8)
+    wide_facts = {**workload_facts(wide), "dataset_type": "Indexed"}
+    assert workload_key(workload_facts(narrow)) != workload_key(wide_facts)
+
+
+@pytest.mark.workers
+def test_a_search_the_job_cut_short_is_remembered_as_a_start_not_a_verdict(
+    cache_dir: Path,
+) -> None:
+    from loadertune.online.search import Autotune
+
+    def loader() -> loadertune.DataLoader:
+        return loadertune.DataLoader(Indexed(384, cost_s=0.002), batch_size=8, epochs=1)
+
+    first = loader()
+    try:
+        _epoch(first)  # one epoch: still climbing when the job ends
+    finally:
+        first.close()
+    [saved] = list(cache_dir.glob("*.json"))
+    assert json.loads(saved.read_text())["finished"] is False
+    search = loader().controller
+    assert isinstance(search, Autotune)
+    assert search.start is not None and search.start.num_workers > 0  # it starts from there
+    assert search.expected_batch_s is None  # ... and searches on instead of only verifying

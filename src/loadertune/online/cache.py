@@ -28,6 +28,7 @@ class Remembered:
 
     config: LoaderConfig
     batch_s: float | None
+    finished: bool = True  # the search that picked it settled by itself
 
 
 def workload_key(facts: dict[str, Any]) -> str:
@@ -43,15 +44,22 @@ def recall(key: str) -> Remembered | None:
         doc = json.loads((cache_dir() / f"{key}.json").read_text())
         if doc.get("schema") != SCHEMA:
             return None
-        return Remembered(LoaderConfig.from_kwargs(doc["config"]), doc.get("batch_s"))
+        config = LoaderConfig.from_kwargs(doc["config"])
+        return Remembered(config, doc.get("batch_s"), bool(doc.get("finished", True)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def remember(key: str, config: LoaderConfig, batch_s: float | None, facts: dict[str, Any]) -> None:
+def remember(key: str, pick: Remembered, facts: dict[str, Any]) -> None:
     """Write the pick for ``key``; an unwritable cache is skipped silently (never the job's
     failure)."""
-    doc = {"schema": SCHEMA, "config": config.to_kwargs(), "batch_s": batch_s, "facts": facts}
+    doc = {
+        "schema": SCHEMA,
+        "config": pick.config.to_kwargs(),
+        "batch_s": pick.batch_s,
+        "finished": pick.finished,
+        "facts": facts,
+    }
     try:
         write_atomic(cache_dir() / f"{key}.json", json.dumps(doc, indent=1, default=str))
     except OSError:

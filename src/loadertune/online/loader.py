@@ -144,7 +144,8 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             facts = self._workload_facts()
             trial = chosen.trials[0]
             batch_s = trial.step_end_s[-1] / trial.batches if trial.batches else None
-            cache.remember(cache.workload_key(facts), running, batch_s, facts)
+            remembered = cache.Remembered(running, batch_s, search.finished)
+            cache.remember(cache.workload_key(facts), remembered, facts)
 
     def close(self) -> None:
         """Stop every config loader's workers now (also done when the loader is collected)."""
@@ -175,7 +176,8 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             epochs=self.epochs or 1,
             usable_cpus=usable_cpus().usable,
             start=remembered.config if remembered else None,
-            expected_batch_s=remembered.batch_s if remembered else None,
+            # a pick from a search the job cut short is a start, not a verdict
+            expected_batch_s=remembered.batch_s if remembered and remembered.finished else None,
         )
 
     def _workload_facts(self) -> dict[str, Any]:

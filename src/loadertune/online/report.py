@@ -31,9 +31,33 @@ def workload_facts(loader: Any) -> dict[str, Any]:
         "collate_fn": getattr(loader.collate_fn, "__qualname__", type(loader.collate_fn).__name__),
         "fixed": loader.knobs.fixed(cuda=False),
         "epochs": loader.epochs,
+        "sample": _sample_shape(loader),
         "usable_cpus": usable_cpus().usable,
         "torch": torch.__version__,
     }
+
+
+def _sample_shape(loader: Any) -> Any:
+    """The first sample's structure (types, shapes, dtypes): two datasets of one class and
+    length but other contents get other keys. None for a stream or a sample that fails."""
+    from torch.utils.data import IterableDataset
+
+    if isinstance(loader.dataset, IterableDataset):
+        return None
+    try:
+        return _shape(loader.dataset[0])
+    except Exception:  # noqa: BLE001 - the key does without it; the loop will raise it again
+        return None
+
+
+def _shape(obj: Any) -> Any:
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        return [type(obj).__name__, list(obj.shape), str(obj.dtype)]
+    if isinstance(obj, dict):
+        return {str(k): _shape(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_shape(v) for v in obj]
+    return type(obj).__name__
 
 
 def tuning_result(loader: Any, search: Autotune | None) -> Result:

@@ -38,6 +38,9 @@ WORTH_STARTUPS = 1.5  # a move is made only where what it could save is worth 1.
 STARTUP_PER_WORKER_S = 0.015  # a forked worker's start (10-20 ms here), until one is measured
 DRIFT_FACTOR = 1.5  # an epoch this much slower per batch than the pick's stretch: look again
 VERIFY_BAND = 1.25  # a cached pick whose first stretch runs within 25% of its figure stands
+PROBE_RISK = 0.25  # a probe's stretch costs this share of its length on average: a worse
+# config loses part of it, a better one wins (in-memory data, where workers always lose, never
+# gets here: see MIN_WORKER_BATCH_S)
 MIN_WORKER_BATCH_S = 0.5e-3  # receiving one batch from a worker costs the main loop about this
 # (queue, unpickling, shared memory): in-memory rows loading in 0.14 ms per batch ran 8x slower
 # with 2 workers here (1.2 ms per batch), so a loop that waits less than this cannot gain
@@ -92,6 +95,7 @@ class Autotune:
     cpu_now: Callable[[], float] = tree_cpu_seconds
     broken: dict[LoaderConfig, str] = field(default_factory=dict)  # config -> why it failed
     seen: int = 0  # batches of active stretches so far (the job's progress)
+    finished: bool = True  # False: the job's end, not the search, stopped the trying
 
     def first(self, epoch: int) -> LoaderConfig:
         if self.running is None:
@@ -155,8 +159,10 @@ class Autotune:
 
     def conclude(self) -> None:
         """The job's last planned epoch ended while still exploring: settle on the best
-        measured, so the pick is said and remembered for the next run."""
+        measured, so the pick is said and remembered (as unfinished: the next run searches
+        on from it instead of only verifying it)."""
         if self.settled is None:
+            self.finished = False
             self._settle()
 
     def _move(self, stage: Trial) -> LoaderConfig | None:
@@ -270,8 +276,9 @@ class Autotune:
         if gain_s <= 0:
             return False
         left = self._batches_left()
-        probe_s = self._startup_s() + MIN_STRETCH_S
+        probe_s = self._startup_s() + PROBE_RISK * MIN_STRETCH_S
         if left is not None and gain_s * left < WORTH_STARTUPS * probe_s:
+            self.finished = False  # the job ends too soon to try more, not the search
             return False
         return self.lost_s < EXPLORE_SHARE * best.chosen.planned_s.median
 
