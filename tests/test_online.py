@@ -306,3 +306,16 @@ def test_a_search_the_job_cut_short_is_remembered_as_a_start_not_a_verdict(
     assert isinstance(search, Autotune)
     assert search.start is not None and search.start.num_workers > 0  # it starts from there
     assert search.expected_batch_s is None  # ... and searches on instead of only verifying
+
+
+@pytest.mark.parametrize(("fixed", "finished"), [({"num_workers": 0}, True), ({}, False)])
+def test_a_job_too_short_to_try_more_leaves_the_search_unfinished_only_if_more_was_left(
+    fixed: dict[str, object], finished: bool
+) -> None:
+    from loadertune.online.search import Autotune, Space
+
+    search = Autotune(Space(fixed), batches=12, epochs=1, usable_cpus=2)
+    search.cpu_now = lambda: 0.0
+    search.first(0)
+    search.epoch_ended(_stretch(LoaderConfig(0), 0.01))  # 0.12 s of waiting left to win
+    assert search.settled is not None and search.finished is finished

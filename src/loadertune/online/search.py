@@ -278,7 +278,8 @@ class Autotune:
         left = self._batches_left()
         probe_s = self._startup_s() + PROBE_RISK * MIN_STRETCH_S
         if left is not None and gain_s * left < WORTH_STARTUPS * probe_s:
-            self.finished = False  # the job ends too soon to try more, not the search
+            # the job ends too soon to try more: unfinished, if there was more to try
+            self.finished = self.finished and self._proposal() is None
             return False
         return self.lost_s < EXPLORE_SHARE * best.chosen.planned_s.median
 
