@@ -22,7 +22,7 @@ from loadertune.online.control import Controller
 from loadertune.online.iterator import OnlineIterator
 from loadertune.online.knobs import Knobs
 from loadertune.online.report import tuning_result, workload_facts
-from loadertune.online.search import Autotune, Space
+from loadertune.online.search import Autotune, Space, steady_per_batch_s
 from loadertune.online.stages import Settings, StagePool
 from loadertune.records.result import Result
 from loadertune.records.trial import Trial
@@ -142,8 +142,9 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         log.info("%s settled on %s: %s", self._name(), running.label(), pick.reason)
         if self.cache:
             facts = self._workload_facts()
-            trial = chosen.trials[0]
-            batch_s = trial.step_end_s[-1] / trial.batches if trial.batches else None
+            # past each stretch's first batch: a cold start and a warm one compare alike
+            steady = [steady_per_batch_s(t) for t in chosen.trials if t.batches > 1]
+            batch_s = min(steady) if steady else None
             remembered = cache.Remembered(running, batch_s, search.finished)
             cache.remember(cache.workload_key(facts), remembered, facts)
 

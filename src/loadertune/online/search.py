@@ -144,8 +144,8 @@ class Autotune:
         settled = self.settled
         if settled is None or stage.batches < MIN_STRETCH_BATCHES:
             return False
-        then = min((_steady_per_batch_s(t) for t in settled.chosen.trials), default=None)
-        now = _steady_per_batch_s(stage)
+        then = min((steady_per_batch_s(t) for t in settled.chosen.trials), default=None)
+        now = steady_per_batch_s(stage)
         return then is not None and now > DRIFT_FACTOR * then
 
     def failed(self, config: LoaderConfig, reason: str) -> LoaderConfig:
@@ -293,7 +293,7 @@ class Autotune:
         :data:`VERIFY_BAND`): no search needed."""
         if self.expected_batch_s is None or len(self.trials) != 1:
             return False
-        return _per_batch_s(self.trials[0]) <= VERIFY_BAND * self.expected_batch_s
+        return steady_per_batch_s(self.trials[0]) <= VERIFY_BAND * self.expected_batch_s
 
     def _startup_s(self) -> float:
         """What starting workers costs: the cheapest stretch with workers measured, else a
@@ -313,7 +313,7 @@ class Autotune:
         return config
 
 
-def _steady_per_batch_s(trial: Trial) -> float:
+def steady_per_batch_s(trial: Trial) -> float:
     """Seconds per batch past the stretch's first batch (its startup left out)."""
     if trial.batches < 2:
         return float("inf")
