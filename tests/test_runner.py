@@ -292,7 +292,8 @@ def test_a_worker_killed_by_a_signal_is_named_with_the_likely_cause() -> None:
 
 @pytest.mark.workers
 def test_a_bus_error_in_a_worker_blames_dev_shm_with_the_fix() -> None:
-    workload = Workload(KilledAt(bad=3, sig=signal.SIGBUS), batch_size=1, shuffle=False)
+    # worker 1 dies at batch 9 (its fifth), after the first batch gave the batch size
+    workload = Workload(KilledAt(bad=9, sig=signal.SIGBUS), batch_size=1, shuffle=False)
     trial = run_trial(workload, LoaderConfig(2), LIMITS, shm_total=lambda: 64 * MiB)
     assert trial.error is not None and trial.error.kind == "shm"
     message = str(trial.error)
