@@ -11,6 +11,9 @@ from pathlib import Path
 
 from loadertune.records.errors import LoadertuneWarning
 
+# DataLoader's warning when asked for more workers than CPUs: trying that is our job
+MORE_WORKERS_THAN_CPUS = ".*worker processes in total"
+
 
 @contextlib.contextmanager
 def hearing() -> Iterator[list[warnings.WarningMessage]]:
@@ -18,9 +21,7 @@ def hearing() -> Iterator[list[warnings.WarningMessage]]:
     CPUs (trying that is our job) and its hint on a pickling failure (the trial's error
     explains it, see failures.py). The filters in force outside still decide the rest."""
     with warnings.catch_warnings(record=True) as heard:
-        warnings.filterwarnings(
-            "ignore", message=".*worker processes in total", category=UserWarning
-        )
+        warnings.filterwarnings("ignore", message=MORE_WORKERS_THAN_CPUS, category=UserWarning)
         warnings.filterwarnings("ignore", message="Got pickle error", category=UserWarning)
         yield heard
 

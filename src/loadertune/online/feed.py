@@ -14,6 +14,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 
+def epoch_length(loader: Any) -> int | None:
+    """Batches in one of ``loader``'s epochs; None for a stream without length."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
 class Feed:
     """The indices of one epoch, drawn lazily from ``sampler`` (what torch's loader iterates:
     the batch sampler with automatic batching, else the sampler)."""

@@ -10,7 +10,7 @@ from typing import Any
 from loadertune.engine.cpu import tree_cpu_seconds
 from loadertune.engine.failures import WORKER_DIED_MARKERS
 from loadertune.engine.recorder import Recorder
-from loadertune.online.feed import Feed
+from loadertune.online.feed import Feed, epoch_length
 from loadertune.online.relay import Relay, Stage, StageFailed
 from loadertune.online.stages import StagePool
 from loadertune.records.config import LoaderConfig
@@ -27,7 +27,7 @@ class OnlineIterator(Iterator[Any]):
         self.loader, self.pool, self.epoch = loader, pool, epoch
         self.controller = loader.controller
         self.iterable = pool.settings.iterable
-        self.length = _length(loader)
+        self.length = epoch_length(loader)
         self.feed = Feed(() if self.iterable else loader._index_sampler, self.length)
         self.relay = Relay()
         self.trials: list[Trial] = []
@@ -152,10 +152,3 @@ def loader_broke(error: BaseException) -> bool:
 
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
-def _length(loader: Any) -> int | None:
-    try:
-        return len(loader)
-    except TypeError:
-        return None

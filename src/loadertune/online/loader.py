@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader as TorchDataLoader
 
 from loadertune.online import cache
 from loadertune.online.control import Controller
+from loadertune.online.feed import epoch_length
 from loadertune.online.iterator import OnlineIterator
 from loadertune.online.knobs import Knobs
 from loadertune.online.report import tuning_result, workload_facts
@@ -173,7 +174,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         )
         return Autotune(
             space,
-            batches=_length(self),
+            batches=epoch_length(self),
             epochs=self.epochs or 1,
             usable_cpus=usable_cpus().usable,
             start=remembered.config if remembered else None,
@@ -218,13 +219,6 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             self.timeout,
             self.pin_memory_device,
         )
-
-
-def _length(loader: TorchDataLoader) -> int | None:  # type: ignore[type-arg]
-    try:
-        return len(loader)
-    except TypeError:
-        return None
 
 
 def _cuda() -> bool:

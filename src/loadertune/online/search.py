@@ -178,15 +178,20 @@ class Autotune:
     def _as_run(self, config: LoaderConfig) -> LoaderConfig:
         """What runs for ``config``: with persistent workers when more epochs follow and the
         user left the knob open, so a stretch that crosses an epoch starts no workers again."""
-        if self.epochs > 1 and config.num_workers and "persistent_workers" not in self.space.fixed:
+        if self._persistence_is_ours(config):
             return dataclasses.replace(config, persistent_workers=True)
         return config
 
     def _as_proposed(self, config: LoaderConfig) -> LoaderConfig:
         """The inverse of :meth:`_as_run`: the config the strategy proposed."""
-        if self.epochs > 1 and config.num_workers and "persistent_workers" not in self.space.fixed:
+        if self._persistence_is_ours(config):
             return dataclasses.replace(config, persistent_workers=False)
         return config
+
+    def _persistence_is_ours(self, config: LoaderConfig) -> bool:
+        """Whether the search, not the strategy, sets ``config``'s persistent_workers."""
+        fixed = "persistent_workers" in self.space.fixed
+        return self.epochs > 1 and bool(config.num_workers) and not fixed
 
     def _keep(self, stage: Trial) -> None:
         """A snapshot of the stretch as judged (the live one still records its drain)."""

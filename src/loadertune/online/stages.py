@@ -12,6 +12,7 @@ from typing import Any
 
 from loadertune.engine.backends.dataloader import shut_down
 from loadertune.engine.harness import share_temp_dir
+from loadertune.engine.heard import MORE_WORKERS_THAN_CPUS
 from loadertune.engine.probe import ProbedCollate
 from loadertune.online.feed import Feed, Outlet
 from loadertune.online.relay import Stage
@@ -141,5 +142,5 @@ def _quiet() -> Iterator[None]:
     """Without torch's warning on more workers than CPUs: trying counts is the search's job
     (the warning would repeat at every stretch)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*worker processes in total")
+        warnings.filterwarnings("ignore", message=MORE_WORKERS_THAN_CPUS, category=UserWarning)
         yield
