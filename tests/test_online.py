@@ -272,6 +272,38 @@ def test_a_loop_that_waits_less_than_receiving_a_batch_costs_never_explores() ->
     assert search.settled is not None and search.running == LoaderConfig(0)
 
 
+def _timed(config: LoaderConfig, per_batch_s: float, batches: int = 40) -> Trial:
+    """A stretch with the CPU clock read at its start (0; the search reads it again at the
+    stretch's end: its ``cpu_now``)."""
+    trial = _stretch(config, per_batch_s, batches)
+    trial.cpu = [(0.0, 0.0)]
+    return trial
+
+
+def test_workers_that_keep_every_cpu_busy_are_not_outrun_by_more_workers() -> None:
+    from loadertune.online.search import Autotune, Space
+
+    search = Autotune(Space(), batches=1000, epochs=10, usable_cpus=2)
+    search.cpu_now = lambda: 40 * 0.064
+    search.first(0)
+    search.epoch_ended(_timed(LoaderConfig(0), 0.064))  # pure Python, 64 ms a batch
+    assert search.running is not None and search.running.num_workers == 2  # one per CPU
+    search.epoch_ended(_timed(search.running, 0.032))  # both CPUs busy, still waiting
+    assert search.settled is not None and search.settled.chosen.config.num_workers == 2
+    assert len(search.trials) == 2  # nothing else tried: no config can beat the CPUs
+
+
+def test_a_baseline_of_slow_batches_is_judged_after_two_of_them() -> None:
+    from loadertune.online.search import Autotune, Space
+
+    search = Autotune(Space(), batches=1000, epochs=3, usable_cpus=2)
+    search.cpu_now = lambda: 0.0  # waiting on storage: no CPU
+    first = search.first(0)
+    assert search.after(_timed(first, 0.25, 1), 0, 999) is None  # one: cold, maybe
+    moved = search.after(_timed(first, 0.25, 2), 1, 998)
+    assert moved is not None and moved.num_workers > 2  # the jump, from two batches
+
+
 def test_datasets_of_one_class_and_length_but_other_samples_get_other_cache_keys() -> None:
     from loadertune.online.cache import workload_key
     from loadertune.online.report import workload_facts

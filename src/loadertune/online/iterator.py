@@ -42,6 +42,8 @@ class OnlineIterator(Iterator[Any]):
             raise StopIteration
         if self._open is not None:
             self._open.finish()  # the user's step on the last batch ended as it asked again
+            if self._open is self._active and not self.iterable:
+                self._ask(self._open.trial)  # the whole batch seen: its wait and its step
             self._open = None
         upcoming = self.relay.retiring[0] if self.relay.retiring else self.relay.active
         if upcoming is not None:
@@ -59,8 +61,6 @@ class OnlineIterator(Iterator[Any]):
             recorder.requested()  # a retiring stage ran out in between: asked of this one now
         recorder.received(item)
         self._open = recorder
-        if stage is self.relay.active and not self.iterable:
-            self._ask(recorder.trial)
         self._position += 1
         return item.batch
 
@@ -95,7 +95,7 @@ class OnlineIterator(Iterator[Any]):
         self._switch(config)
 
     def _ask(self, trial: Trial) -> None:
-        decision = self.controller.after(trial, self._position, self.feed.left)
+        decision = self.controller.after(trial, self._position - 1, self.feed.left)
         if decision is not None and decision != trial.config:  # the same config: stay
             self._switch(decision)
         self._tell_if_settled()

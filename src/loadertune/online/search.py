@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +34,9 @@ log = logging.getLogger("loadertune")
 MIN_STRETCH_S = 0.3  # a stretch with a steady rate still runs this long past its first batch
 SLOW_STRETCH_S = 0.25  # ... and a stretch of slow batches is judged after this, from a few
 MIN_STRETCH_BATCHES = 3
+QUICK_BASELINE_BATCH_S = 0.02  # a baseline (no workers) whose batch past the first took this
+# long is judged from those two: a forked worker (10-40 ms to start) repays it within a few
+# batches, and each further batch without workers is what the jump would have saved
 EXPLORE_SHARE = 0.15  # trying stops once it took this share of the job's projected time
 WORTH_STARTUPS = 1.5  # a move is made only where what it could save is worth 1.5 startups
 STARTUP_PER_WORKER_S = 0.015  # a forked worker's start (10-20 ms here), until one is measured
@@ -271,13 +275,12 @@ class Autotune:
         )
 
     def _worth_exploring(self) -> bool:
-        """Exploring has time left, and what the best config's step still waits for each
-        batch, beyond what receiving a batch from a worker costs, repays a probe over the
-        batches the job has left (a worker start and a stretch)."""
+        """Exploring has time left, and what another config could take off each batch repays
+        a probe over the batches the job has left (a worker start and a stretch)."""
         best = pick(self.summaries())
         if best is None or best.chosen.planned_s is None:
             return True
-        gain_s = _wait_per_batch_s(best.chosen) - MIN_WORKER_BATCH_S
+        gain_s = self._gain_per_batch_s(best.chosen)
         if gain_s <= 0:
             return False
         left = self._batches_left()
@@ -287,6 +290,20 @@ class Autotune:
             self.finished = self.finished and self._proposal() is None
             return False
         return self.lost_s < EXPLORE_SHARE * best.chosen.planned_s.median
+
+    def _gain_per_batch_s(self, best: Summary) -> float:
+        """The most another config could take off each of ``best``'s batches: what its step
+        still waits for a batch, beyond what receiving a batch from a worker costs, and no
+        more than its time per batch above the floor its CPU work sets (the CPU seconds a
+        batch takes, main process and workers, spread over every usable CPU: a loader whose
+        workers keep every CPU busy cannot go faster, however many more it starts)."""
+        waited = _wait_per_batch_s(best) - MIN_WORKER_BATCH_S
+        steady = [steady_per_batch_s(t) for t in best.trials]
+        cpu = [c for c in (_cpu_per_batch_s(t) for t in best.trials) if c is not None]
+        if not cpu or not steady:
+            return waited
+        floor_s = statistics.median(cpu) / max(self.usable_cpus, 1)
+        return min(waited, statistics.median(steady) - floor_s)
 
     def _batches_left(self) -> int | None:
         if self.batches is None:
@@ -356,10 +373,13 @@ def _cpu_per_batch_s(trial: Trial) -> float | None:
 
 def _enough(stage: Trial) -> bool:
     """A stretch long enough to judge: a steady rate's batches and :data:`MIN_STRETCH_S`, or
-    (slow batches) a few of them and :data:`SLOW_STRETCH_S`."""
+    (slow batches) a few of them and :data:`SLOW_STRETCH_S`, or (a baseline of slow batches,
+    see :data:`QUICK_BASELINE_BATCH_S`) two."""
     if not stage.ready_s:
         return False
     steady_s = stage.step_end_s[-1] - stage.ready_s[0] if stage.step_end_s else 0.0
+    if not stage.config.num_workers and stage.batches == 2:
+        return steady_s >= QUICK_BASELINE_BATCH_S
     if stage.batches >= bare_min_batches(stage.config) and steady_s >= MIN_STRETCH_S:
         return True
     return stage.batches >= MIN_STRETCH_BATCHES and steady_s >= SLOW_STRETCH_S
