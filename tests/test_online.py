@@ -95,6 +95,34 @@ def test_in_memory_rows_never_start_workers() -> None:
     assert result.best.loader_kwargs["num_workers"] == 0
 
 
+def test_a_settled_pick_without_workers_runs_torchs_own_epochs() -> None:
+    from loadertune.online.plain import PlainEpoch
+
+    def epochs(loader: torch.utils.data.DataLoader) -> list[list[int]]:  # type: ignore[type-arg]
+        return [[i for indices, _ in loader for i in indices.tolist()] for _ in range(3)]
+
+    torch.manual_seed(5)  # the sampler draws from torch's global generator: the same draws
+    expected = epochs(torch.utils.data.DataLoader(Indexed(3000), batch_size=16, shuffle=True))
+    torch.manual_seed(5)
+    loader = loadertune.DataLoader(Indexed(3000), batch_size=16, shuffle=True, epochs=3)
+    assert epochs(loader) == expected
+    assert [t.batches for t in loader.stages[-1]] == [len(loader)]  # still measured whole
+    result = loader.tuning
+    assert result is not None and result.best is not None
+    assert isinstance(iter(loader), PlainEpoch)  # settled on w=0 in the first epoch
+
+
+def test_the_users_exception_reaches_the_user_once_settled_without_workers() -> None:
+    dataset = Indexed(3000)
+    loader = loadertune.DataLoader(dataset, batch_size=16, epochs=3)
+    _epoch(loader)
+    dataset.bad = 37
+    with pytest.raises(ValueError, match="corrupt record 37"):
+        _epoch(loader)
+    dataset.bad = None
+    assert _epoch(loader) == list(range(3000))  # and the loader goes on, as torch's does
+
+
 @pytest.mark.workers
 def test_storage_reads_climb_to_many_workers_and_keep_every_sample_once(
     caplog: pytest.LogCaptureFixture,

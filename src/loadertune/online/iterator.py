@@ -4,9 +4,11 @@ config's stretch recorded, the controller asked after each batch of the active s
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
+from loadertune.engine.backends.dataloader import dead_workers
 from loadertune.engine.cpu import tree_cpu_seconds
 from loadertune.engine.failures import WORKER_DIED_MARKERS
 from loadertune.engine.recorder import Recorder
@@ -18,6 +20,7 @@ from loadertune.records.trial import Trial
 
 log = logging.getLogger("loadertune")
 MAX_FALLBACKS = 4  # configs that may fail one after another within one next() before giving up
+DEATH_NOTICE_S = 1.0  # a closed pipe waits this long for its worker's death to be reported
 
 
 class OnlineIterator(Iterator[Any]):
@@ -72,7 +75,7 @@ class OnlineIterator(Iterator[Any]):
             try:
                 return next(self.relay)
             except StageFailed as failure:
-                if not loader_broke(failure.error) or not failure.stage.config.in_order:
+                if not stage_broke(failure) or not failure.stage.config.in_order:
                     raise failure.error from None
                 self._fall_back(failure)
         raise RuntimeError(f"loadertune: {MAX_FALLBACKS} configs failed in a row; giving up")
@@ -141,6 +144,24 @@ class OnlineIterator(Iterator[Any]):
 
     def __del__(self) -> None:
         self.close()
+
+
+def stage_broke(failure: StageFailed) -> bool:
+    """The config's loader broke: torch said a worker died or timed out, or the pipe to a
+    worker closed as a worker of it lay dead (a killed worker's half-sent batch)."""
+    if loader_broke(failure.error):
+        return True
+    if not isinstance(failure.error, ConnectionError | EOFError):
+        return False
+    deadline = time.monotonic() + DEATH_NOTICE_S
+    try:
+        while not dead_workers(failure.stage.iterator):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+    except RuntimeError as notice:  # torch's SIGCHLD handler says so, in whatever code runs
+        return loader_broke(notice)
+    return True
 
 
 def loader_broke(error: BaseException) -> bool:

@@ -22,9 +22,11 @@ from loadertune.online.control import Controller
 from loadertune.online.feed import epoch_length
 from loadertune.online.iterator import OnlineIterator
 from loadertune.online.knobs import Knobs
+from loadertune.online.plain import PlainEpoch, plain_loader
 from loadertune.online.report import tuning_result, workload_facts
 from loadertune.online.search import Autotune, Space, steady_per_batch_s
 from loadertune.online.stages import Settings, StagePool
+from loadertune.records.config import LoaderConfig
 from loadertune.records.result import Result
 from loadertune.records.trial import Trial
 
@@ -102,10 +104,14 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         self._pool: StagePool | None = None
         self._facts: dict[str, Any] | None = None
         self._told = False  # the settle was logged and cached
+        self._plain: tuple[LoaderConfig, Any] | None = None  # a pick without workers, its loader
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         if self._controller is None and self.knobs.all_given(self._cuda):
             return super().__iter__()
+        plain = self._plain_epoch()
+        if plain is not None:
+            return plain
         seed = self._draw_base_seed()
         return OnlineIterator(self, self._stage_pool(seed), len(self.stages))
 
@@ -158,6 +164,22 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.close()
+
+    def _plain_epoch(self) -> PlainEpoch | None:
+        """A settled search without workers: the epoch is torch's own (see :mod:`plain`), its
+        stretch still told to the search (the other configs' idle workers stopped first)."""
+        search = self._controller
+        if not isinstance(search, Autotune) or search.settled is None:
+            return None
+        config = search.running
+        if config is None or config.num_workers:
+            return None
+        if self._plain is None or self._plain[0] != config:
+            self.close()
+            self._plain = (config, plain_loader(self, config))
+        trial = Trial(config, epoch_batches=epoch_length(self))
+        self.stages.append([trial])
+        return PlainEpoch(self._plain[1], trial, search.epoch_ended)
 
     def _autotune(self) -> Autotune:
         from loadertune.engine.machine import usable_cpus

@@ -27,19 +27,24 @@ class DataLoaderBackend:
         return [w.pid for w in getattr(iterator, "_workers", []) if w.pid]
 
     def dead_workers(self, iterator: Iterator[ProbedBatch] | None) -> list[DeadWorker]:
-        tasks = getattr(iterator, "_task_info", {})
-        dead = []
-        for worker_id, worker in enumerate(getattr(iterator, "_workers", [])):
-            with contextlib.suppress(Exception):
-                code = worker.exitcode
-                if code is None:
-                    continue
-                pending = [i for i, info in tasks.items() if _waits_on(info, worker_id)]
-                dead.append(dead_worker(worker_id, worker.pid, code, pending))
-        return dead
+        return dead_workers(iterator)
 
     def shutdown(self, iterator: Iterator[ProbedBatch] | None, *, kill_first: bool) -> None:
         shut_down(iterator, kill_first=kill_first)
+
+
+def dead_workers(iterator: Any) -> list[DeadWorker]:
+    """The workers of a DataLoader iterator that exited, with the batches they owed."""
+    tasks = getattr(iterator, "_task_info", {})
+    dead = []
+    for worker_id, worker in enumerate(getattr(iterator, "_workers", [])):
+        with contextlib.suppress(Exception):
+            code = worker.exitcode
+            if code is None:
+                continue
+            pending = [i for i, info in tasks.items() if _waits_on(info, worker_id)]
+            dead.append(dead_worker(worker_id, worker.pid, code, pending))
+    return dead
 
 
 def shut_down(iterator: Any, *, kill_first: bool) -> None:
