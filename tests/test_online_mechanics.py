@@ -197,3 +197,21 @@ def test_the_users_exception_in_a_worker_is_not_taken_for_a_broken_config() -> N
     with pytest.raises(KeyError, match="missing label 7"):
         _epochs(loader, 1)
     loader.close()
+
+
+@pytest.mark.workers
+def test_once_settled_the_other_configs_idle_workers_are_stopped() -> None:
+    w1p = LoaderConfig(1, persistent_workers=True)
+    loader = _online([(w1p, 3), (W0, 99)], seed=1, batch_size=5)
+    try:
+        _epochs(loader, 1)
+        pool = loader._pool
+        assert pool is not None
+        [kept] = pool.built.values()  # w=1's persistent loader, idle between epochs
+        [worker] = kept.iterator._workers
+        assert worker.is_alive()
+        pool.keep_only(W0)
+        assert not worker.is_alive() and not pool.built
+        assert _epochs(loader, 1)[0] == [list(range(k, k + 5)) for k in range(0, 50, 5)]
+    finally:
+        loader.close()

@@ -147,6 +147,8 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         chosen = pick.chosen
         running = search.running or chosen.config
         log.info("%s settled on %s: %s", self._name(), running.label(), pick.reason)
+        if self._pool is not None:
+            self._pool.keep_only(running)
         if self.cache:
             facts = self._workload_facts()
             # past each stretch's first batch: a cold start and a warm one compare alike

@@ -79,6 +79,14 @@ class StagePool:
         self.built.clear()
         self._all.clear()
 
+    def keep_only(self, config: LoaderConfig) -> None:
+        """Every idle loader of another config shut down (the search settled on ``config``:
+        workers kept for a return that will not come only hold memory)."""
+        for built in [b for b in self._all if not b.busy and b is not self.built.get(config)]:
+            shut_down(built.iterator, kill_first=False)
+            self._all.remove(built)
+        self.built = {c: b for c, b in self.built.items() if b in self._all}
+
     def discard(self, stage: Stage) -> None:
         """A stage whose loader broke: its workers killed, its loader never used again."""
         built = self._owner(stage)
