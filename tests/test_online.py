@@ -180,6 +180,27 @@ def test_the_pick_is_remembered_and_the_next_job_starts_there(cache_dir: Path) -
     assert first.tuning is not None and second.tuning is not None
 
 
+def test_a_remembered_pick_without_workers_is_verified_on_torchs_own_first_epoch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from loadertune.online.plain import PlainEpoch
+
+    def job() -> loadertune.DataLoader:
+        loader = loadertune.DataLoader(Indexed(3000), batch_size=16, shuffle=True, epochs=2)
+        for _ in range(2):
+            assert sorted(_epoch(loader)) == list(range(3000))
+        return loader
+
+    job()
+    loader = loadertune.DataLoader(Indexed(3000), batch_size=16, shuffle=True, epochs=2)
+    assert isinstance(iter(loader), PlainEpoch)  # from its first batch on
+    with caplog.at_level(logging.INFO, logger="loadertune"):
+        second = job()
+    assert [len(epoch) for epoch in second.stages] == [1, 1]
+    assert second.controller.settled is not None  # type: ignore[attr-defined]
+    assert any("settled on w=0" in r.message for r in caplog.records)
+
+
 def test_without_cache_nothing_is_written(cache_dir: Path) -> None:
     loader = loadertune.DataLoader(Indexed(200), batch_size=8, epochs=2, cache=False)
     for _ in range(2):

@@ -123,19 +123,13 @@ class OnlineIterator(Iterator[Any]):
         if whole:
             if recorder.trial.repeat == 0 and self._position == recorder.trial.batches:
                 recorder.ended()  # the stretch was the whole epoch: measured whole
-            self.controller.epoch_ended(recorder.trial)
-            if self.epoch + 1 == (self.loader.epochs or 0) and hasattr(self.controller, "conclude"):
-                self.controller.conclude()
-            self._tell_if_settled()
+            self.loader.epoch_ended(recorder.trial, self.epoch)
         for trial in self.trials:
             trial.trim()
             trial.round_raw()
 
     def _tell_if_settled(self) -> None:
-        settled = getattr(self.controller, "settled", None)
-        if settled is not None and not getattr(self.loader, "_told", False):
-            self.loader._told = True
-            self.loader.settled(self.controller)
+        self.loader.tell_if_settled()
 
     def close(self) -> None:
         """The loop left before the epoch's end: stop its stages now."""

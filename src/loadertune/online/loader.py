@@ -139,6 +139,23 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             raise ValueError("nothing measured yet: iterate the loader first")
         save(result, path)
 
+    def epoch_ended(self, stretch: Trial, epoch: int) -> None:
+        """An epoch ran to its end on ``stretch``: the controller told (and, at the job's last
+        planned epoch, asked to conclude), the pick said once it is made."""
+        controller = self.controller
+        controller.epoch_ended(stretch)
+        if epoch + 1 == (self.epochs or 0) and hasattr(controller, "conclude"):
+            controller.conclude()
+        self.tell_if_settled()
+
+    def tell_if_settled(self) -> None:
+        """Once the search has settled: say so, and remember it (once per loader)."""
+        search = self._controller
+        if self._told or not isinstance(search, Autotune) or search.settled is None:
+            return
+        self._told = True
+        self.settled(search)
+
     def settled(self, search: Autotune) -> None:
         """The search chose: say so once, and remember it."""
         pick = search.settled
@@ -168,20 +185,20 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             pool.close()
 
     def _plain_epoch(self) -> PlainEpoch | None:
-        """A settled search without workers: the epoch is torch's own (see :mod:`plain`), its
-        stretch still told to the search (the other configs' idle workers stopped first)."""
-        search = self._controller
-        if not isinstance(search, Autotune) or search.settled is None:
+        """An epoch the search runs whole on one config without workers (settled there, or a
+        remembered pick to verify): torch's own (see :mod:`plain`), its stretch still told to
+        the search (the other configs' idle workers stopped first)."""
+        search = self.controller
+        if not isinstance(search, Autotune) or not search.plain_next():
             return None
-        config = search.running
-        if config is None or config.num_workers:
-            return None
+        config = search.first(len(self.stages))
         if self._plain is None or self._plain[0] != config:
             self.close()
             self._plain = (config, plain_loader(self, config))
         trial = Trial(config, epoch_batches=epoch_length(self))
+        epoch = len(self.stages)
         self.stages.append([trial])
-        return PlainEpoch(self._plain[1], trial, search.epoch_ended)
+        return PlainEpoch(self._plain[1], trial, lambda t: self.epoch_ended(t, epoch))
 
     def _autotune(self) -> Autotune:
         from loadertune.engine.machine import usable_cpus

@@ -45,9 +45,10 @@ VERIFY_BAND = 1.25  # a cached pick whose first stretch runs within 25% of its f
 PROBE_RISK = 0.25  # a probe's stretch costs this share of its length on average: a worse
 # config loses part of it, a better one wins (in-memory data, where workers always lose, never
 # gets here: see MIN_WORKER_BATCH_S)
-MIN_WORKER_BATCH_S = 0.5e-3  # receiving one batch from a worker costs the main loop about this
-# (queue, unpickling, shared memory): in-memory rows loading in 0.14 ms per batch ran 8x slower
-# with 2 workers here (1.2 ms per batch), so a loop that waits less than this cannot gain
+MIN_WORKER_BATCH_S = 1e-3  # receiving one batch from a worker costs the main loop about this
+# (queue, unpickling, a shared-memory file per tensor): batches of three small tensors took
+# 2.1 ms each from 1 worker here (in-memory rows, 0.19 ms each without workers) and 2.3 ms
+# from 2 (a Hugging Face dataset, 0.73 ms without), so a loop that waits less cannot gain
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,16 @@ class Autotune:
             first = self.start or self.space.constrain(LoaderConfig()) or LoaderConfig()
             self.running = self._as_run(first)
         return self.running
+
+    def plain_next(self) -> bool:
+        """Whether the next epoch runs whole on a config without workers: settled there, or
+        a remembered pick without workers, verified on that epoch (nothing to switch to
+        before its end: the search moves, if it must, from the next epoch)."""
+        if self.settled is not None:
+            return self.running is not None and not self.running.num_workers
+        start = self.start
+        fresh = not self.trials and self.expected_batch_s is not None
+        return fresh and start is not None and not start.num_workers
 
     def after(self, stage: Trial, position: int, left: int | None) -> LoaderConfig | None:
         """After a batch of the active stretch: a new config to switch to now, or None (also
