@@ -6,22 +6,32 @@ and 10 epochs, this times whole jobs (from creating the loader to the end of the
 worker shutdown included) of:
 
 - every fixed config of a grid: ``torch.utils.data.DataLoader(ds, batch_size=64, shuffle=True,
-  num_workers=n, persistent_workers=n > 0 and E > 1)``; the best of them is the baseline;
-- ``loadertune.DataLoader(ds, batch_size=64, shuffle=True, epochs=E, cache=True)`` from an
-  empty cache (a fresh ``LOADERTUNE_CACHE_DIR``), then again from the cache that job wrote.
+  num_workers=n, persistent_workers=n > 0)``, timed as prefixes of one 10-epoch job per config
+  and round: the job of E epochs takes the elapsed time at the end of epoch E plus the worker
+  shutdown at the end. A job stops once its elapsed time passes 2x the best that an earlier
+  job of the kind had at the end of the same epoch (checked after every batch), so a config
+  over 2x slower costs about two of the best's epochs, not ten of its own; its times for the
+  epochs it did not finish are lower bounds. The baseline is the best config that finished E
+  epochs in every round;
+- ``loadertune.DataLoader(ds, batch_size=64, shuffle=True, epochs=E, cache=True)``, one job per
+  E, from an empty cache (a fresh ``LOADERTUNE_CACHE_DIR``), then from the cache it wrote.
 
-Rounds interleave every config and both online jobs, rotating the order. Every sample carries
-its index, and every epoch of every job is audited: the indices seen must be exactly
+Epochs are long enough to tune in: about 1.5-2 s at the best fixed config on 2 cores, and at
+least 60 batches (see :class:`Plan`). Round 0 runs the grid fastest first by a pilot (each
+config's first 8 batches), as nothing can cut off the first job; later rounds rotate that
+order, and the online jobs are interleaved with the fixed ones, rotated too. Every sample
+carries its index, and every epoch of every job is audited: the indices seen must be exactly
 ``range(len(ds))`` (and, in one unshuffled online job per kind, in that order).
 
-    python benchmarks/online.py            # full run (~22 min on 2 cores), rewrites its section
-    python benchmarks/online.py --quick    # smaller data, 1 and 3 epochs, 1 round; prints only
+    python benchmarks/online.py            # full run (~27 min on 2 idle cores), rewrites it
+    python benchmarks/online.py --quick    # 1/4 data, 1 and 3 epochs, 1 round; prints only
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import math
 import os
 import statistics
@@ -31,10 +41,10 @@ import time
 import traceback
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
@@ -48,6 +58,8 @@ SECTION = "## Online DataLoader vs the best fixed config"
 BATCH_SIZE = 64
 GRID = (0, 1, 2, 4, 8, 16)
 STORAGE_GRID = (*GRID, 32)  # 4 ms of waiting per sample keeps paying past 16 workers
+CUTOFF = 2.0  # a fixed job stops past 2x the best elapsed time known at the same epoch count
+PILOT_BATCHES = 8  # round 0's order: each fixed config's time to its first 8 batches
 CACHE_ENV = "LOADERTUNE_CACHE_DIR"
 EMPTY_BAR = 1.10  # online from an empty cache, jobs of 3+ epochs: within 10% of the best fixed
 CACHED_BAR = 1.03  # from the cache: it starts on the pick, so only the switch machinery costs
@@ -56,12 +68,23 @@ AUDIT_EPOCHS = 2  # the unshuffled audit job
 HF_FEATURES = 32
 EMPTY, CACHED = "online", "online, cached"
 
+T = TypeVar("T")
+Step: TypeAlias = Callable[[Any], Any] | None
+Item: TypeAlias = int | tuple[int, str]  # a fixed config's long job, or an online (E, variant)
+
 
 @dataclass(frozen=True)
 class Plan:
-    """Samples per kind, job lengths in epochs, and rounds. Sized on the 2-core VM so one epoch
-    at the best fixed config takes ~0.5 s; tiny ~0.25 s, as its worker configs take ~3 s an
-    epoch (IPC per row) and a larger tiny would push the full run past 25 minutes."""
+    """Samples per kind, job lengths in epochs, and rounds.
+
+    An online tuner measures inside the epoch, and a config with 32 workers needs batches to
+    share, so the full plan sizes every kind for at least 60 batches of 64 and for one epoch of
+    about 1.5-2 s at the best fixed config, measured on the 2-core VM: tiny 640k rows 1.7 s at
+    w=0 (its worker configs are ~10x slower, IPC per row, but the cutoff stops them after ~3 s);
+    pycpu 3840 (60 batches) 2.1-2.2 s at w=2-4; storage 8192 (128 batches; w=0 would take 33 s)
+    1.5 s at w=32; hf 150k rows 1.7 s at w=0. jpeg, ~0.9 ms a sample on 2 cores, cannot have
+    both: 3840 samples keep the 60 batches and take 3.2-3.5 s at w=2. With the cutoff, 2 rounds
+    take ~27 min (estimated from a --quick run). ``--quick`` takes a quarter."""
 
     samples: dict[str, int]
     epochs: tuple[int, ...]
@@ -69,7 +92,9 @@ class Plan:
 
 
 FULL = Plan(
-    {"tiny": 80_000, "pycpu": 800, "storage": 768, "jpeg": 512, "hf": 32_000}, (1, 3, 10), 2
+    {"tiny": 640_000, "pycpu": 3_840, "storage": 8_192, "jpeg": 3_840, "hf": 150_000},
+    (1, 3, 10),
+    2,
 )
 QUICK = Plan({kind: n // 4 for kind, n in FULL.samples.items()}, (1, 3), 1)
 
@@ -114,7 +139,7 @@ def make_dataset(kind: str, samples: int) -> Indexed:
     return Indexed(workloads.make(kind, samples))
 
 
-def step_of(kind: str) -> Callable[[Any], Any] | None:
+def step_of(kind: str) -> Step:
     return None if kind == "hf" else workloads.default_step(kind)
 
 
@@ -122,12 +147,123 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# ---- jobs: the user's loop, timed from the loader's creation to its workers' end ------------
+# ---- fixed configs: one long job per config and round, timed at every epoch's end ----------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A fixed config's time for a job of E epochs: exact, or a lower bound (cut off first)."""
+
+    seconds: float
+    exact: bool
+
+
+@dataclass
+class FixedJob:
+    """One long job of a fixed config: the elapsed time at the end of each epoch it finished,
+    their indices, where the cutoff stopped it (None: it ran every epoch), its worker shutdown."""
+
+    workers: int
+    ends: list[float] = field(default_factory=list)
+    seen: list[list[int]] = field(default_factory=list)
+    cut_s: float | None = None
+    shutdown_s: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def timing(self, epochs: int) -> Timing:
+        """The job of ``epochs`` epochs: its prefix plus the shutdown, else the cutoff's bound."""
+        if epochs <= len(self.ends):
+            return Timing(self.ends[epochs - 1] + self.shutdown_s, exact=True)
+        return Timing(self.cut_s if self.cut_s is not None else math.nan, exact=False)
+
+
+def fixed_loader(dataset: Indexed, workers: int) -> DataLoader[Any]:
+    return DataLoader(
+        dataset,
+        batch_size=BATCH_SIZE,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
+
+
+def stop_workers(loader: DataLoader[Any]) -> float:
+    """Seconds to stop a persistent loader's workers: what deleting its iterator does, done now
+    so the clock includes it (nothing to stop at num_workers=0)."""
+    start = time.perf_counter()
+    if loader._iterator is not None:
+        loader._iterator._shutdown_workers()  # type: ignore[attr-defined]
+    return time.perf_counter() - start
+
+
+def fixed_epoch(loader: Any, step: Step, start: float, limit_s: float) -> tuple[list[int], bool]:
+    """One epoch's indices, and whether the job's elapsed time passed ``limit_s`` (checked after
+    every batch; the epoch stops there)."""
+    seen: list[int] = []
+    for indices, sample in loader:
+        seen.extend(indices.tolist())
+        if step is not None:
+            step(sample)
+        if time.perf_counter() - start > limit_s:
+            return seen, True
+    return seen, False
+
+
+def fixed_job(
+    dataset: Indexed, step: Step, workers: int, epochs: int, best_ends: dict[int, float]
+) -> FixedJob:
+    """``epochs`` epochs of one loader, cut off past CUTOFF x ``best_ends`` (the best elapsed
+    time known at the end of each epoch count; none known: no cutoff)."""
+    job = FixedJob(workers)
+    gc.collect()  # no collection falls due mid-fork, for every job alike
+    start = time.perf_counter()
+    loader = fixed_loader(dataset, workers)
+    for epoch in range(1, epochs + 1):
+        seen, cut = fixed_epoch(loader, step, start, CUTOFF * best_ends.get(epoch, math.inf))
+        elapsed = time.perf_counter() - start
+        if cut:
+            job.cut_s = elapsed
+            break
+        job.ends.append(elapsed)
+        job.seen.append(seen)
+    job.shutdown_s = stop_workers(loader)
+    return job
+
+
+def pilot_s(dataset: Indexed, step: Step, workers: int) -> float:
+    """A fixed config's time to its first PILOT_BATCHES batches, startup included."""
+    gc.collect()
+    start = time.perf_counter()
+    loader = fixed_loader(dataset, workers)
+    try:
+        for _, sample in itertools.islice(loader, PILOT_BATCHES):
+            if step is not None:
+                step(sample)
+        return time.perf_counter() - start
+    finally:
+        stop_workers(loader)
+
+
+def pilot_order(dataset: Indexed, step: Step, grid: tuple[int, ...]) -> list[int]:
+    """The grid sorted by :func:`pilot_s`: round 0's order, so that its first job, which
+    nothing can cut off, is likely a fast one. It also warms the dataset and the workers' code."""
+    times: dict[int, float] = {}
+    for workers in grid:
+        try:
+            times[workers] = pilot_s(dataset, step, workers)
+        except Exception:
+            log(traceback.format_exc())  # its real job will fail too, and be reported
+            times[workers] = math.inf
+    log("  pilot: " + ", ".join(f"w={n} {times[n]:.3f} s" for n in grid))
+    return sorted(grid, key=times.__getitem__)
+
+
+# ---- online jobs: the user's loop, timed from the loader's creation to its workers' end -----
 
 
 @dataclass
 class Job:
-    """One timed job: its wall time, the indices each epoch delivered, and the online pick."""
+    """One timed online job: its wall time, the indices each epoch delivered, and its pick."""
 
     seconds: float
     seen: list[list[int]]
@@ -135,9 +271,10 @@ class Job:
     pick_workers: int | None = None  # the pick's num_workers, to look it up in the grid
     stretches: int = 0
     cache_files: int = 0
+    problems: list[str] = field(default_factory=list)
 
 
-def drive(loader: Any, epochs: int, step: Callable[[Any], Any] | None) -> list[list[int]]:
+def drive(loader: Any, epochs: int, step: Step) -> list[list[int]]:
     seen = []
     for _ in range(epochs):
         epoch: list[int] = []
@@ -149,27 +286,8 @@ def drive(loader: Any, epochs: int, step: Callable[[Any], Any] | None) -> list[l
     return seen
 
 
-def fixed_job(dataset: Indexed, step: Any, workers: int, epochs: int) -> Job:
-    persistent = workers > 0 and epochs > 1
-    gc.collect()  # no collection falls due mid-fork, for every job alike
-    start = time.perf_counter()
-    loader = DataLoader(
-        dataset,
-        batch_size=BATCH_SIZE,
-        shuffle=True,
-        num_workers=workers,
-        persistent_workers=persistent,
-    )
-    seen = drive(loader, epochs, step)
-    if persistent and loader._iterator is not None:
-        # what deleting the loader's iterator does, done now so the clock includes it
-        loader._iterator._shutdown_workers()
-    seconds = time.perf_counter() - start
-    return Job(seconds, seen)
-
-
 def online_job(
-    dataset: Indexed, step: Any, epochs: int, cache_dir: Path, *, shuffle: bool = True
+    dataset: Indexed, step: Step, epochs: int, cache_dir: Path, *, shuffle: bool = True
 ) -> Job:
     cache_dir.mkdir(parents=True, exist_ok=True)
     os.environ[CACHE_ENV] = str(cache_dir)
@@ -192,92 +310,168 @@ def online_job(
     return job
 
 
-def audit(job: Job, samples: int, epochs: int, *, ordered: bool = False) -> list[str]:
+def audit(seen: list[list[int]], samples: int, epochs: int, *, ordered: bool = False) -> list[str]:
     """What went wrong with exactly-once delivery, one line per bad epoch (empty: all good)."""
     problems = []
-    if len(job.seen) != epochs:
-        problems.append(f"{len(job.seen)} epochs delivered, {epochs} asked")
+    if len(seen) != epochs:
+        problems.append(f"{len(seen)} epochs delivered, {epochs} asked")
     expected = list(range(samples))
-    for epoch, seen in enumerate(job.seen):
-        if ordered and seen == expected:
+    for epoch, indices in enumerate(seen):
+        if ordered and indices == expected:
             continue
-        distinct = set(seen)
+        distinct = set(indices)
         missing = sum(1 for i in expected if i not in distinct)
-        extra = len(seen) - (samples - missing)  # repeats and out-of-range indices
+        extra = len(indices) - (samples - missing)  # repeats and out-of-range indices
         if missing or extra:
-            problems.append(f"epoch {epoch}: {len(seen)} indices, {missing} missing, {extra} extra")
+            problems.append(
+                f"epoch {epoch}: {len(indices)} indices, {missing} missing, {extra} extra"
+            )
         elif ordered:
             problems.append(f"epoch {epoch}: every index once, but not in order 0..N-1")
     return problems
 
 
-# ---- one (kind, E): interleaved rounds of the grid and both online jobs ---------------------
+# ---- one kind: the pilot, then interleaved rounds of the grid and the online jobs -----------
 
 
 @dataclass
-class Cell:
+class KindRun:
+    """Everything measured for one kind: a long job per fixed config and round, the online
+    jobs per (E, variant), round 0's order, the unshuffled audit's verdict, what raised."""
+
     kind: str
-    epochs: int
     samples: int
-    grid: dict[int, list[float]] = field(default_factory=dict)
-    online: dict[str, list[Job]] = field(default_factory=lambda: {EMPTY: [], CACHED: []})
-    audited_epochs: int = 0
-    audit_problems: list[str] = field(default_factory=list)
+    epochs: tuple[int, ...]
+    rounds: int
+    fixed: dict[int, list[FixedJob]]
+    online: dict[tuple[int, str], list[Job]] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)
+    ordered: str = ""
     errors: list[str] = field(default_factory=list)
 
+    def best_ends(self) -> dict[int, float]:
+        """The lowest elapsed time at the end of each epoch count over the jobs so far."""
+        best: dict[int, float] = {}
+        for job in itertools.chain.from_iterable(self.fixed.values()):
+            for epochs, elapsed in enumerate(job.ends, start=1):
+                best[epochs] = min(best.get(epochs, math.inf), elapsed)
+        return best
+
+    def problems(self) -> list[str]:
+        """Every audit problem of its jobs, fixed then online."""
+        fixed = itertools.chain.from_iterable(self.fixed.values())
+        online = itertools.chain.from_iterable(self.online.values())
+        return [p for job in fixed for p in job.problems] + [
+            p for job in online for p in job.problems
+        ]
+
+    def fail(self, label: str, error: Exception) -> None:
+        log(traceback.format_exc())
+        self.errors.append(f"{label}: {type(error).__name__}: {error}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of the tables: a kind's jobs of ``epochs`` epochs."""
+
+    run: KindRun
+    epochs: int
+
+    @property
+    def kind(self) -> str:
+        return self.run.kind
+
+    def batches(self) -> int:
+        return math.ceil(self.run.samples / BATCH_SIZE)
+
+    def timings(self, workers: int) -> list[Timing]:
+        return [job.timing(self.epochs) for job in self.run.fixed.get(workers, [])]
+
+    def finished(self, workers: int) -> bool:
+        """Whether the config finished this many epochs in every round (a known median)."""
+        timings = self.timings(workers)
+        return len(timings) == self.run.rounds and all(t.exact for t in timings)
+
+    def median(self, workers: int) -> float:
+        return statistics.median(t.seconds for t in self.timings(workers))
+
     def best_fixed(self) -> int | None:
-        done = [n for n, times in self.grid.items() if times]
-        return min(done, key=lambda n: statistics.median(self.grid[n])) if done else None
+        done = [n for n in self.run.fixed if self.finished(n)]
+        return min(done, key=self.median) if done else None
 
     def best_s(self) -> float:
-        """Median job time of the best fixed config (NaN: none succeeded)."""
+        """Median job time of the best fixed config (NaN: none finished every round)."""
         best = self.best_fixed()
-        return statistics.median(self.grid[best]) if best is not None else float("nan")
+        return self.median(best) if best is not None else float("nan")
+
+    def online(self, variant: str) -> list[Job]:
+        return self.run.online.get((self.epochs, variant), [])
 
     def online_s(self, variant: str) -> float:
-        times = [job.seconds for job in self.online[variant]]
+        times = [job.seconds for job in self.online(variant)]
         return statistics.median(times) if times else float("nan")
 
+    def online_jobs(self) -> list[Job]:
+        return self.online(EMPTY) + self.online(CACHED)
 
-def round_order(items: list[Any], round_: int, rounds: int) -> list[Any]:
-    """The items rotated by a share of the list per round; the cached job stays after the
-    empty-cache one, whose cache it reads."""
+
+def rotated(items: Sequence[T], round_: int, rounds: int) -> list[T]:
     shift = round_ * len(items) // max(rounds, 1)
-    out = items[shift:] + items[:shift]
-    i, j = out.index(EMPTY), out.index(CACHED)
-    if j < i:
-        out[i], out[j] = out[j], out[i]
-    return out
+    return [*items[shift:], *items[:shift]]
 
 
-def measure(kind: str, dataset: Indexed, epochs: int, plan: Plan, root: Path) -> Cell:
-    step, grid = step_of(kind), STORAGE_GRID if kind == "storage" else GRID
-    cell = Cell(kind, epochs, len(dataset), {n: [] for n in grid})
-    for r in range(plan.rounds):
-        cache_dir = root / f"{kind}-E{epochs}-round{r}"
-        for item in round_order([*grid, EMPTY, CACHED], r, plan.rounds):
-            try:
-                if isinstance(item, int):
-                    job = fixed_job(dataset, step, item, epochs)
-                    cell.grid[item].append(job.seconds)
-                else:
-                    job = online_job(dataset, step, epochs, cache_dir)
-                    cell.online[item].append(job)
-            except Exception as error:
-                log(traceback.format_exc())
-                cell.errors.append(f"{item} round {r}: {type(error).__name__}: {error}")
-                continue
-            problems = audit(job, len(dataset), epochs)
-            cell.audited_epochs += len(job.seen) if isinstance(item, str) else 0
-            cell.audit_problems += [f"{item} round {r}: {p}" for p in problems]
-            extra = (
-                f" pick {job.pick} (stretches {job.stretches}, cache files {job.cache_files})"
-                if isinstance(item, str)
-                else ""
-            )
-            flag = f" AUDIT FAILED: {problems}" if problems else ""
-            log(f"  {kind} E={epochs} r{r} {item!s:>14}: {job.seconds:7.3f} s{extra}{flag}")
-    return cell
+def round_items(order: list[int], epochs: tuple[int, ...], round_: int, rounds: int) -> list[Item]:
+    """Round ``round_``'s jobs: the fixed configs in the pilot's order rotated by a share of it
+    per round (round 0 starts with the fastest; later rounds have every epoch's best from round
+    0 to cut off against), alternating with the online jobs: each E's empty-cache job, then its
+    cached one (which reads that cache), the E's rotated alike."""
+    fixed: list[Item] = [*rotated(order, round_, rounds)]
+    online: list[Item] = [
+        (e, variant) for e in rotated(epochs, round_, rounds) for variant in (EMPTY, CACHED)
+    ]
+    items: list[Item] = []
+    for i in range(max(len(fixed), len(online))):
+        items += fixed[i : i + 1] + online[i : i + 1]
+    return items
+
+
+def run_fixed(run: KindRun, dataset: Indexed, step: Step, workers: int, *, round_: int) -> None:
+    label = f"w={workers} round {round_}"
+    try:
+        job = fixed_job(dataset, step, workers, max(run.epochs), run.best_ends())
+    except Exception as error:
+        run.fail(label, error)
+        return
+    finished = max(run.epochs) if job.cut_s is None else len(job.ends)
+    job.problems = [f"{label}: {p}" for p in audit(job.seen, run.samples, finished)]
+    run.fixed[workers].append(job)
+    ends = " ".join(f"{t:.2f}" for t in job.ends) or "-"
+    cut = f", cut off at {job.cut_s:.3f} s" if job.cut_s is not None else ""
+    flag = f" AUDIT FAILED: {job.problems}" if job.problems else ""
+    log(
+        f"  {run.kind} r{round_} w={workers:>2}: epochs end at {ends} s{cut}, "
+        f"shutdown {job.shutdown_s:.3f} s{flag}"
+    )
+
+
+def run_online(
+    run: KindRun, dataset: Indexed, step: Step, item: tuple[int, str], *, round_: int, root: Path
+) -> None:
+    epochs, variant = item
+    label = f"{variant} E={epochs} round {round_}"
+    cache_dir = root / f"{run.kind}-E{epochs}-round{round_}"
+    try:
+        job = online_job(dataset, step, epochs, cache_dir)
+    except Exception as error:
+        run.fail(label, error)
+        return
+    job.problems = [f"{label}: {p}" for p in audit(job.seen, run.samples, epochs)]
+    run.online.setdefault(item, []).append(job)
+    flag = f" AUDIT FAILED: {job.problems}" if job.problems else ""
+    log(
+        f"  {run.kind} r{round_} {variant:>14} E={epochs}: {job.seconds:7.3f} s pick {job.pick} "
+        f"(stretches {job.stretches}, cache files {job.cache_files}){flag}"
+    )
 
 
 def unshuffled_audit(kind: str, dataset: Indexed, root: Path) -> str:
@@ -289,12 +483,26 @@ def unshuffled_audit(kind: str, dataset: Indexed, root: Path) -> str:
     except Exception as error:
         log(traceback.format_exc())
         return f"**error** {type(error).__name__}: {error}"
-    problems = audit(job, len(dataset), AUDIT_EPOCHS, ordered=True)
+    problems = audit(job.seen, len(dataset), AUDIT_EPOCHS, ordered=True)
     log(f"  {kind} unshuffled audit: {job.seconds:.3f} s, {problems or 'ok'}")
     return "; ".join(f"**{p}**" for p in problems) if problems else "ok"
 
 
-# ---- rendering: reads the cells, measures nothing ------------------------------------------
+def measure(kind: str, dataset: Indexed, plan: Plan, root: Path) -> KindRun:
+    step, grid = step_of(kind), STORAGE_GRID if kind == "storage" else GRID
+    run = KindRun(kind, len(dataset), plan.epochs, plan.rounds, {n: [] for n in grid})
+    run.order = pilot_order(dataset, step, grid)
+    for r in range(plan.rounds):
+        for item in round_items(run.order, plan.epochs, r, plan.rounds):
+            if isinstance(item, int):
+                run_fixed(run, dataset, step, item, round_=r)
+            else:
+                run_online(run, dataset, step, item, round_=r, root=root)
+    run.ordered = unshuffled_audit(kind, dataset, root)
+    return run
+
+
+# ---- rendering: reads the runs, measures nothing --------------------------------------------
 
 
 def seconds_range(values: list[float]) -> str:
@@ -302,6 +510,15 @@ def seconds_range(values: list[float]) -> str:
         return "failed"
     text = f"{statistics.median(values):.3f}"
     return text + (f" ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else "")
+
+
+def timing_text(timings: list[Timing]) -> str:
+    """The median job s; "> x" when a round was cut off first: the median of the rounds'
+    values and bounds is a lower bound of the unknown median."""
+    if not timings:
+        return "-"
+    median = statistics.median(t.seconds for t in timings)
+    return f"{median:.3f}" if all(t.exact for t in timings) else f"> {median:.3f}"
 
 
 def ratio(cell: Cell, variant: str) -> float | None:
@@ -313,48 +530,61 @@ def picks(cell: Cell, variant: str) -> str:
     """Each distinct pick, how many stretches it took, and its grid config's median job."""
 
     def one(job: Job) -> str:
-        fixed = cell.grid.get(job.pick_workers) if job.pick_workers is not None else None
-        grid = f", grid w={job.pick_workers} {statistics.median(fixed):.3f} s" if fixed else ""
+        timings = cell.timings(job.pick_workers) if job.pick_workers is not None else []
+        grid = f", grid w={job.pick_workers} {timing_text(timings)} s" if timings else ""
         noun = "stretch" if job.stretches == 1 else "stretches"
         return f"{job.pick or 'no pick'} ({job.stretches} {noun}{grid})"
 
-    counts = Counter(one(job) for job in cell.online[variant])
+    counts = Counter(one(job) for job in cell.online(variant))
     return ", ".join(p + (f" x{n}" if n > 1 else "") for p, n in counts.items()) or "-"
 
 
 def main_row(cell: Cell) -> str:
     best = cell.best_fixed()
-    fixed = f"w={best} {seconds_range(cell.grid[best])}" if best is not None else "failed"
-    parts = [f"{cell.kind}", f"{cell.epochs}", f"{cell.samples}", fixed]
+    fixed = (
+        f"w={best} {seconds_range([t.seconds for t in cell.timings(best)])}"
+        if best is not None
+        else "none finished"
+    )
+    parts = [cell.kind, f"{cell.epochs}", f"{cell.run.samples}", f"{cell.batches()}", fixed]
     for variant, bar in (
         (EMPTY, EMPTY_BAR if cell.epochs >= 3 else math.inf),
         (CACHED, CACHED_BAR),
     ):
         value = ratio(cell, variant)
         mark = "" if value is None or value <= bar else " **over**"
-        parts.append(seconds_range([job.seconds for job in cell.online[variant]]))
+        parts.append(seconds_range([job.seconds for job in cell.online(variant)]))
         parts.append(f"{value:.2f}{mark}" if value is not None else "-")
     parts.append(f"{picks(cell, EMPTY)}; cached: {picks(cell, CACHED)}")
-    bad = len(cell.audit_problems)
-    parts.append(f"**{bad} bad**" if bad else f"ok ({cell.audited_epochs} epochs)")
+    jobs = cell.online_jobs()
+    bad = sum(len(job.problems) for job in jobs)
+    delivered = sum(len(job.seen) for job in jobs)
+    parts.append(f"**{bad} bad**" if bad else f"ok ({delivered} epochs)")
     return "| " + " | ".join(parts) + " |"
 
 
 def grid_row(cell: Cell, columns: tuple[int, ...]) -> str:
     best = cell.best_fixed()
-    cells = []
+    texts = []
     for n in columns:
-        times = cell.grid.get(n)
-        text = f"{statistics.median(times):.3f}" if times else "-"
-        cells.append(f"**{text}**" if n == best else text)
-    return f"| {cell.kind} | {cell.epochs} | " + " | ".join(cells) + " |"
+        text = timing_text(cell.timings(n))
+        texts.append(f"**{text}**" if n == best else text)
+    return f"| {cell.kind} | {cell.epochs} | " + " | ".join(texts) + " |"
 
 
 def count(cells: list[Cell], good: Callable[[Cell], bool]) -> str:
     return f"{sum(1 for c in cells if good(c))} of {len(cells)}"
 
 
-def summary(cells: list[Cell], ordered: dict[str, str]) -> str:
+def fixed_jobs(runs: list[KindRun]) -> list[FixedJob]:
+    return [job for run in runs for jobs in run.fixed.values() for job in jobs]
+
+
+def online_jobs(runs: list[KindRun]) -> list[Job]:
+    return [job for run in runs for jobs in run.online.values() for job in jobs]
+
+
+def summary(runs: list[KindRun], cells: list[Cell]) -> str:
     scale, slack_s = TINY_BAR
 
     def under(variant: str, bar: float) -> Callable[[Cell], bool]:
@@ -365,33 +595,40 @@ def summary(cells: list[Cell], ordered: dict[str, str]) -> str:
 
     tiny = [c for c in cells if c.kind == "tiny"]
     long_jobs = [c for c in cells if c.epochs >= 3]
-    audited = sum(c.audited_epochs for c in cells)
-    bad = sum(len(c.audit_problems) for c in cells)
-    errors = sum(len(c.errors) for c in cells)
-    ordered_text = ", ".join(f"{k} {v}" for k, v in ordered.items())
+    fixed, online = fixed_jobs(runs), online_jobs(runs)
+    bad = sum(len(run.problems()) for run in runs)
+    fixed_epochs = sum(len(job.seen) for job in fixed)
+    online_epochs = sum(len(job.seen) for job in online)
+    errors = sum(len(run.errors) for run in runs)
+    ordered_text = ", ".join(f"{run.kind} {run.ordered}" for run in runs)
     return (
         f"**Empty cache, E >= 3: {count(long_jobs, under(EMPTY, EMPTY_BAR))}"
         f" rows within {EMPTY_BAR:.2f}x; cached: {count(cells, under(CACHED, CACHED_BAR))} rows "
         f"within {CACHED_BAR:.2f}x; in memory (tiny) against {scale}x + {slack_s} s: empty cache "
         f"{count(tiny, tiny_bar(EMPTY))}, cached {count(tiny, tiny_bar(CACHED))}.** "
-        f"Audit: {bad} bad epochs ({audited} online epochs delivered; torch's fixed-config "
-        f"epochs checked alike); unshuffled (E={AUDIT_EPOCHS}, order 0..N-1): {ordered_text}. "
+        f"Audit: {bad} bad epochs ({online_epochs} online epochs and {fixed_epochs} fixed-config "
+        f"epochs delivered); unshuffled (E={AUDIT_EPOCHS}, order 0..N-1): {ordered_text}. "
         f"Jobs that raised: {errors}."
     )
 
 
-def details(cells: list[Cell]) -> str:
-    lines = [f"- {c.kind} E={c.epochs}: {e}" for c in cells for e in c.errors]
-    lines += [f"- {c.kind} E={c.epochs}: audit {p}" for c in cells for p in c.audit_problems]
+def details(runs: list[KindRun]) -> str:
+    lines = [f"- {run.kind} {e}" for run in runs for e in run.errors]
+    lines += [f"- {run.kind} audit {p}" for run in runs for p in run.problems()]
     return ("Problems:\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
-def render(cells: list[Cell], ordered: dict[str, str], plan: Plan, meta: dict[str, Any]) -> str:
+def render(runs: list[KindRun], plan: Plan, meta: dict[str, Any]) -> str:
+    cells = [Cell(run, epochs) for run in runs for epochs in run.epochs]
     columns = STORAGE_GRID
+    longest = max(plan.epochs)
+    rounds = f"{plan.rounds} round" + ("s" if plan.rounds != 1 else "")
+    pilot = "; ".join(f"{run.kind} " + ", ".join(map(str, run.order)) for run in runs)
     head = (
-        "| kind | E | samples | best fixed, job s (range) | online, empty cache | / best "
-        "| online, cached | / best | online pick (stretches measured) | audit |\n"
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |"
+        "| kind | E | samples | batches / epoch | best fixed, job s (range) "
+        "| online, empty cache | / best | online, cached | / best "
+        "| online pick (stretches measured) | audit |\n"
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |"
     )
     grid_head = (
         "| kind | E | " + " | ".join(f"w={n}" for n in columns) + " |\n"
@@ -404,27 +641,40 @@ def render(cells: list[Cell], ordered: dict[str, str], plan: Plan, meta: dict[st
 
 Each job: create the loader, run E epochs of `for batch in loader: step(batch)` (no step: the
 loader alone, as `workloads.default_step`), stop its workers; timed from creation to the end.
-Fixed configs: torch's `DataLoader(ds, batch_size=64, shuffle=True, num_workers=n,
-persistent_workers=n > 0 and E > 1)` for n in {list(GRID)} (storage also 32); the best median
-is the baseline (the lowest of several noisy medians, which flatters it a little). Online:
-`loadertune.DataLoader(ds, batch_size=64, shuffle=True, epochs=E, cache=True)`, first with an
-empty `{CACHE_ENV}`, then with the cache that job wrote. {plan.rounds} interleaved rounds,
-order rotated; medians with (min-max). Every sample is returned as `(index, sample)`; each
-online epoch's indices must be exactly `range(N)`. hf: `datasets.Dataset.from_dict` of numpy
-({HF_FEATURES} float32 features, label), `.with_format("torch")`, read through its
+The full plan sizes each kind for at least 60 batches of 64 an epoch and about 1.5-2 s an epoch
+at the best fixed config on the 2-core VM (jpeg: 60 batches take ~3.5 s); `--quick` takes a
+quarter. Fixed configs: torch's `DataLoader(ds, batch_size=64, shuffle=True, num_workers=n,
+persistent_workers=n > 0)` for n in {list(GRID)} (storage also 32), one {longest}-epoch job per
+config and round, timed as prefixes: the job of E epochs is the elapsed time at the end of
+epoch E plus the worker shutdown at the end (persistence changes nothing before the second
+epoch starts, so E=1 is a fresh loader's one epoch). A job stops once its elapsed time passes
+{CUTOFF:g}x the best that an earlier job of the kind (any round) had at the end of the same
+epoch, checked after every batch: its times for the epochs it did not finish are lower bounds,
+shown as "> x" (x: where it stopped, over {CUTOFF:g}x the best at that point and perhaps in an
+earlier epoch; the median over the rounds of values and bounds), and it cannot be the best for
+those E. The best is the lowest median among the configs that finished E epochs in every
+round (the lowest of several noisy medians, which flatters it a little). Round 0 runs the grid
+in the order of a pilot, each config's time to its first {PILOT_BATCHES} batches (fastest
+first: {pilot}), since nothing can cut off its first job; later rounds rotate that order.
+Online: `loadertune.DataLoader(ds, batch_size=64, shuffle=True, epochs=E, cache=True)`, a job
+per E, first with an empty `{CACHE_ENV}`, then with the cache that job wrote. {rounds},
+the fixed and online jobs interleaved, order rotated; medians with (min-max). Every
+sample is returned as `(index, sample)`; each epoch's indices, fixed or online, must be exactly
+`range(N)` (a cut-off job's unfinished epoch is not checked). hf: `datasets.Dataset.from_dict`
+of numpy ({HF_FEATURES} float32 features, label), `.with_format("torch")`, read through its
 `__getitems__`.
 
 {head}
 {chr(10).join(main_row(c) for c in cells)}
 
-{summary(cells, ordered)}
+{summary(runs, cells)}
 
-Every fixed config, median job s (the best in bold):
+Every fixed config, median job s (the best in bold; "> x": cut off before E epochs):
 
 {grid_head}
 {chr(10).join(grid_row(c, columns) for c in cells)}
 
-{details(cells)}"""
+{details(runs)}"""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -443,18 +693,13 @@ def main(argv: list[str]) -> int:
     # Trying more workers than CPUs is the point here; DataLoader's warning about it is noise.
     warnings.filterwarnings("ignore", message="This DataLoader will create")
     began, load_start, engine = time.perf_counter(), os.getloadavg(), engine_fingerprint()
-    cells: list[Cell] = []
-    ordered: dict[str, str] = {}
+    runs: list[KindRun] = []
     saved = os.environ.get(CACHE_ENV)
     try:
         with tempfile.TemporaryDirectory(prefix="loadertune-online-") as folder:
             for kind, samples in plan.samples.items():
                 log(f"{kind}: {samples} samples")
-                dataset = make_dataset(kind, samples)
-                drive(DataLoader(dataset, batch_size=BATCH_SIZE), 1, None)  # warm caches
-                for epochs in plan.epochs:
-                    cells.append(measure(kind, dataset, epochs, plan, Path(folder)))
-                ordered[kind] = unshuffled_audit(kind, dataset, Path(folder))
+                runs.append(measure(kind, make_dataset(kind, samples), plan, Path(folder)))
     finally:
         if saved is None:
             os.environ.pop(CACHE_ENV, None)
@@ -465,7 +710,7 @@ def main(argv: list[str]) -> int:
     if engine_end != engine:
         engine += f" at start, {engine_end} at end (the sources changed during the run)"
     meta = {"argv": argv, "runtime_s": time.perf_counter() - began, "load": load, "engine": engine}
-    return finish(SECTION, render(cells, ordered, plan, meta), args.quick or bool(args.kinds))
+    return finish(SECTION, render(runs, plan, meta), args.quick or bool(args.kinds))
 
 
 if __name__ == "__main__":
