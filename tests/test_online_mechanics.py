@@ -215,3 +215,41 @@ def test_once_settled_the_other_configs_idle_workers_are_stopped() -> None:
         assert _epochs(loader, 1)[0] == [list(range(k, k + 5)) for k in range(0, 50, 5)]
     finally:
         loader.close()
+
+
+class GrowsInWorker(Numbered):
+    """A worker keeps 8 MiB for every sample it loads (a cache that never stops growing); the
+    main process keeps nothing."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.kept: list[bytes] = []  # each worker's copy grows on its own
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        import time
+
+        if torch.utils.data.get_worker_info() is not None:
+            self.kept.append(b"x" * 8 * 2**20)
+            time.sleep(0.005)
+        return super().__getitem__(index)
+
+
+@pytest.mark.workers
+def test_a_config_past_the_memory_limit_falls_back_with_no_batch_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from loadertune.engine.memory import tree_memory_bytes
+
+    limit = tree_memory_bytes()[0] + 100 * 2**20
+    n = 200
+    loader = DataLoader(
+        GrowsInWorker(n), batch_size=2, max_memory=limit, controller=Planned([(W0, 2), (W2, 999)])
+    )
+    try:
+        got = _epochs(loader, 1)[0]
+    finally:
+        loader.close()
+    assert got == [[i, i + 1] for i in range(0, n, 2)]
+    [fell] = [r.message for r in caplog.records if "falling back to w=0" in r.message]
+    assert "memory" in fell
+    assert [t.config for t in loader.stages[0]] == [W0, W2, W0]

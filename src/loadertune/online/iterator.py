@@ -11,6 +11,7 @@ from typing import Any
 from loadertune.engine.backends.dataloader import dead_workers
 from loadertune.engine.cpu import tree_cpu_seconds
 from loadertune.engine.failures import WORKER_DIED_MARKERS
+from loadertune.engine.memwatch import MemoryLimitExceeded
 from loadertune.engine.recorder import Recorder
 from loadertune.online.feed import Feed, epoch_length
 from loadertune.online.relay import Relay, Stage, StageFailed
@@ -73,12 +74,20 @@ class OnlineIterator(Iterator[Any]):
         Anything else was raised by the user's code: it reaches the user as raised."""
         for _ in range(MAX_FALLBACKS):
             try:
+                self._check_memory()
                 return next(self.relay)
             except StageFailed as failure:
                 if not stage_broke(failure) or not failure.stage.config.in_order:
                     raise failure.error from None
                 self._fall_back(failure)
         raise RuntimeError(f"loadertune: {MAX_FALLBACKS} configs failed in a row; giving up")
+
+    def _check_memory(self) -> None:
+        """A stage whose config passed the memory limit fails as a broken config would."""
+        for stage in [*self.relay.retiring, *([self.relay.active] if self.relay.active else [])]:
+            reason = self.pool.over_limit(stage)
+            if reason is not None:
+                raise StageFailed(stage, MemoryLimitExceeded(reason))
 
     def _fall_back(self, failure: StageFailed) -> None:
         dropped = self.relay.drop_from(failure.stage)
@@ -141,9 +150,10 @@ class OnlineIterator(Iterator[Any]):
 
 
 def stage_broke(failure: StageFailed) -> bool:
-    """The config's loader broke: torch said a worker died or timed out, or the pipe to a
-    worker closed as a worker of it lay dead (a killed worker's half-sent batch)."""
-    if loader_broke(failure.error):
+    """The config's loader broke: it passed the memory limit, torch said a worker died or
+    timed out, or the pipe to a worker closed as a worker of it lay dead (a killed worker's
+    half-sent batch)."""
+    if isinstance(failure.error, MemoryLimitExceeded) or loader_broke(failure.error):
         return True
     if not isinstance(failure.error, ConnectionError | EOFError):
         return False

@@ -41,6 +41,9 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
     every knob given it is torch's loader. ``epochs``: how many epochs your job runs (trying
     is weighed against it). ``cache``: start from (and keep) the pick made for this workload on
     this machine, under ``LOADERTUNE_CACHE_DIR`` (default ``~/.cache/loadertune``).
+    ``max_memory``: bytes the main process and its workers may hold; a config whose memory
+    passes it, or is heading past it by the epoch's end, is retired for the last good one, no
+    batch lost (None, the default: no watch; a worker the system kills falls back alike).
 
     >>> loader = loadertune.DataLoader(train_set, batch_size=64, shuffle=True, epochs=10)
     >>> for epoch in range(10):  # doctest: +SKIP
@@ -71,6 +74,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         in_order: bool | str = True,
         epochs: int | None = None,
         cache: bool = True,
+        max_memory: int | None = None,
         controller: Controller | None = None,
     ) -> None:
         knobs = Knobs(
@@ -97,6 +101,9 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         )
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs!r}")
+        if max_memory is not None and max_memory <= 0:
+            raise ValueError(f"max_memory must be a number of bytes > 0, got {max_memory!r}")
+        self.max_memory = max_memory
         self.knobs, self.epochs, self.cache = knobs, epochs, cache
         self.stages: list[list[Trial]] = []
         self._cuda = _cuda()
@@ -259,6 +266,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             self.worker_init_fn,
             self.timeout,
             self.pin_memory_device,
+            self.max_memory,
         )
 
 

@@ -5,6 +5,7 @@ shut down when retired otherwise, and all shut down when the online loader is do
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 from loadertune.engine.backends.dataloader import shut_down
 from loadertune.engine.harness import share_temp_dir
 from loadertune.engine.heard import MORE_WORKERS_THAN_CPUS
+from loadertune.engine.memwatch import MemoryWatch, WatchPlan
 from loadertune.engine.probe import ProbedCollate
 from loadertune.online.feed import Feed, Outlet
 from loadertune.online.relay import Stage
@@ -37,6 +39,7 @@ class Settings:
     worker_init_fn: Callable[[int], None] | None
     timeout: float
     pin_memory_device: str
+    max_memory_bytes: int | None = None  # a config whose tree passes this is retired
 
 
 @dataclass
@@ -45,6 +48,16 @@ class _Built:
     outlet: Outlet
     iterator: Any = None
     busy: bool = False  # a stage of it is active or retiring
+    watch: MemoryWatch | None = None  # the memory limit, watched while a stage of it runs
+
+    def stop_watching(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
+            self.watch = None
+
+    def shut_down(self, *, kill_first: bool) -> None:
+        self.stop_watching()
+        shut_down(self.iterator, kill_first=kill_first)
 
 
 @dataclass
@@ -67,14 +80,37 @@ class StagePool:
         built.busy = True
         tap = feed.tap()
         built.outlet.plug(tap)
+        stage = Stage(config, iter(()), tap, on_end=self._ended)
+        watch = self._watch(config, feed, stage)
         with _quiet():
             built.iterator = iter(built.loader)  # a persistent loader resets its own iterator
-        return Stage(config, built.iterator, tap, on_end=self._ended)
+        stage.iterator = built.iterator
+        if watch is not None:
+            watch.start(lambda _: None, pids=lambda: _tree_pids(built.iterator))
+        built.watch = watch
+        return stage
+
+    def over_limit(self, stage: Stage) -> str | None:
+        """Why ``stage``'s config passed the memory limit (None: it did not)."""
+        built = self._owner(stage)
+        return built.watch.stopped if built is not None and built.watch is not None else None
+
+    def _watch(self, config: LoaderConfig, feed: Feed, stage: Stage) -> MemoryWatch | None:
+        """The memory limit's watch of a stage with workers, armed before they start."""
+        limit = self.settings.max_memory_bytes
+        if limit is None or not config.num_workers:
+            return None
+        batches = (feed.left or 0) + config.in_flight_batches
+        watch = MemoryWatch(
+            WatchPlan(limit, batches, config.in_flight_batches), lambda: stage.delivered
+        )
+        watch.arm(None)
+        return watch
 
     def close(self) -> None:
         """Every worker of every config loader stopped."""
         for built in self._all:
-            shut_down(built.iterator, kill_first=False)
+            built.shut_down(kill_first=False)
             built.iterator = None
         self.built.clear()
         self._all.clear()
@@ -83,7 +119,7 @@ class StagePool:
         """Every idle loader of another config shut down (the search settled on ``config``:
         workers kept for a return that will not come only hold memory)."""
         for built in [b for b in self._all if not b.busy and b is not self.built.get(config)]:
-            shut_down(built.iterator, kill_first=False)
+            built.shut_down(kill_first=False)
             self._all.remove(built)
         self.built = {c: b for c, b in self.built.items() if b in self._all}
 
@@ -92,7 +128,7 @@ class StagePool:
         built = self._owner(stage)
         if built is None:
             return
-        shut_down(built.iterator, kill_first=True)
+        built.shut_down(kill_first=True)
         self._all.remove(built)
         if self.built.get(stage.config) is built:
             del self.built[stage.config]
@@ -102,8 +138,9 @@ class StagePool:
         if built is None:
             return
         built.busy = False
+        built.stop_watching()
         if not stage.config.persistent_workers or self.built.get(stage.config) is not built:
-            shut_down(built.iterator, kill_first=False)
+            built.shut_down(kill_first=False)
             self._all.remove(built)
             if self.built.get(stage.config) is built:
                 del self.built[stage.config]
@@ -143,6 +180,11 @@ class StagePool:
         if config not in self.built or self.built[config].busy:
             self.built[config] = built
         return built
+
+
+def _tree_pids(iterator: Any) -> list[int]:
+    """This process and the workers of ``iterator`` (their page faults bound the growth)."""
+    return [os.getpid(), *(w.pid for w in getattr(iterator, "_workers", []) if w.pid)]
 
 
 @contextlib.contextmanager
