@@ -4,6 +4,7 @@ config's stretch recorded, the controller asked after each batch of the active s
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -146,7 +147,12 @@ class OnlineIterator(Iterator[Any]):
             self._end(whole=False)
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            if not sys.is_finalizing():
+                with self.pool.collected():
+                    self.close()
+        except Exception:  # noqa: BLE001, S110 - at exit, module names may be gone
+            pass  # (multiprocessing then terminates the workers itself)
 
 
 def stage_broke(failure: StageFailed) -> bool:

@@ -11,6 +11,7 @@ config runs is the search's (:mod:`search`); what it found is :attr:`DataLoader.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -187,9 +188,13 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             self._pool.close()
 
     def __del__(self) -> None:
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.close()
+        """Collected: every worker terminated, then joined (see ``StagePool.collected``)."""
+        try:
+            pool = getattr(self, "_pool", None)
+            if pool is not None and not sys.is_finalizing():
+                pool.close(kill_first=True)
+        except Exception:  # noqa: BLE001, S110 - at exit, module names may be gone
+            pass  # (multiprocessing then terminates the workers itself)
 
     def _plain_epoch(self) -> PlainEpoch | None:
         """An epoch the search runs whole on one config without workers (settled there, or a

@@ -101,4 +101,7 @@ class PlainEpoch(Iterator[Any]):
             self._finish(complete=False)
 
     def __del__(self) -> None:
-        self.close()
+        try:  # noqa: SIM105 - contextlib's name may be gone at interpreter exit
+            self.close()
+        except Exception:  # noqa: BLE001, S110 - at exit, module names may be gone
+            pass

@@ -70,6 +70,7 @@ class StagePool:
     seed: int
     built: dict[LoaderConfig, _Built] = field(default_factory=dict)
     _all: list[_Built] = field(default_factory=list)  # every loader built, to find a stage's
+    _kill_on_end: bool = False  # see collected()
 
     def start(self, config: LoaderConfig, feed: Feed) -> Stage:
         """A stage of ``config`` pulling from ``feed`` from its next position on (an iterable
@@ -107,10 +108,11 @@ class StagePool:
         watch.arm(None)
         return watch
 
-    def close(self) -> None:
-        """Every worker of every config loader stopped."""
+    def close(self, *, kill_first: bool = False) -> None:
+        """Every worker of every config loader stopped (``kill_first``: terminated, then
+        joined; see :meth:`collected`)."""
         for built in self._all:
-            built.shut_down(kill_first=False)
+            built.shut_down(kill_first=kill_first)
             built.iterator = None
         self.built.clear()
         self._all.clear()
@@ -133,6 +135,18 @@ class StagePool:
         if self.built.get(stage.config) is built:
             del self.built[stage.config]
 
+    @contextlib.contextmanager
+    def collected(self) -> Iterator[None]:
+        """Stages ended inside are shut down by terminating their workers first: an object
+        being collected may sit in a reference cycle (an exception's traceback holds the
+        loop's frames), whose pipes the collector may have closed already, so the workers
+        never hear the orderly stop and torch waits 5 s on each before terminating it."""
+        self._kill_on_end = True
+        try:
+            yield
+        finally:
+            self._kill_on_end = False
+
     def _ended(self, stage: Stage) -> None:
         built = self._owner(stage)
         if built is None:
@@ -140,7 +154,7 @@ class StagePool:
         built.busy = False
         built.stop_watching()
         if not stage.config.persistent_workers or self.built.get(stage.config) is not built:
-            built.shut_down(kill_first=False)
+            built.shut_down(kill_first=self._kill_on_end)
             self._all.remove(built)
             if self.built.get(stage.config) is built:
                 del self.built[stage.config]
