@@ -220,8 +220,27 @@ def test_what_it_did_is_a_result_document() -> None:
     assert again.best is not None and again.best.config == LoaderConfig(0)
 
 
+class Naive(IterableDataset[int]):
+    """Yields 0..n-1 in every process that iterates it: correct without workers only."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.n))
+
+
+def test_an_iterable_dataset_keeps_torchs_worker_count_unless_auto() -> None:
+    loader = loadertune.DataLoader(Naive(300), batch_size=10, epochs=3)
+    assert type(iter(loader)).__name__ == "_SingleProcessDataLoaderIter"  # torch's own
+    for _ in range(3):
+        assert sorted(x for batch in loader for x in batch.tolist()) == list(range(300))
+    with pytest.raises(ValueError, match="num_workers"):
+        loadertune.DataLoader(Naive(3), num_workers="many")
+
+
 def test_an_iterable_dataset_switches_only_between_epochs() -> None:
-    loader = loadertune.DataLoader(Counting(300), batch_size=10, epochs=3)
+    loader = loadertune.DataLoader(Counting(300), batch_size=10, epochs=3, num_workers="auto")
     try:
         for _ in range(3):
             assert sorted(x for batch in loader for x in batch.tolist()) == list(range(300))

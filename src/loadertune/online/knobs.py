@@ -1,6 +1,8 @@
 """Which worker knobs the user gave and which are tuned: a knob not given (``None``) is tuned,
 one given is kept as given; ``in_order`` and ``multiprocessing_context`` are tuned only when
-the user passes ``"auto"`` (they change what the user's code sees)."""
+the user passes ``"auto"`` (they change what the user's code sees), and so is ``num_workers``
+of an iterable dataset: every worker runs the dataset's ``__iter__``, so one that does not split
+itself by ``get_worker_info()`` would yield its samples once per worker."""
 
 from __future__ import annotations
 
@@ -14,14 +16,17 @@ AUTO = "auto"
 class Knobs:
     """The worker knobs as passed to :class:`~loadertune.online.loader.DataLoader`."""
 
-    num_workers: int | None = None
+    num_workers: int | str | None = None
     prefetch_factor: int | None = None
     persistent_workers: bool | None = None
     pin_memory: bool | None = None
     multiprocessing_context: Any = None
     in_order: bool | str = True
+    iterable: bool = False  # the dataset is an IterableDataset
 
     def __post_init__(self) -> None:
+        if isinstance(self.num_workers, str) and self.num_workers != AUTO:
+            raise ValueError(f"num_workers must be a count or 'auto', got {self.num_workers!r}")
         if isinstance(self.in_order, str) and self.in_order != AUTO:
             raise ValueError(f"in_order must be True, False or 'auto', got {self.in_order!r}")
         context = self.multiprocessing_context
@@ -36,8 +41,10 @@ class Knobs:
         fixed: dict[str, Any] = {}
         for name in ("num_workers", "prefetch_factor", "persistent_workers"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and value != AUTO:
                 fixed[name] = value
+        if self.num_workers is None and self.iterable:
+            fixed["num_workers"] = 0
         if self.pin_memory is not None or not cuda:  # pinning only pays with a GPU
             fixed["pin_memory"] = bool(self.pin_memory)
         if self.in_order != AUTO:
@@ -50,13 +57,16 @@ class Knobs:
         """Nothing to tune: the loader is torch's."""
         tuned = ("num_workers", "prefetch_factor", "persistent_workers", "pin_memory")
         given = [getattr(self, n) is not None for n in tuned if n != "pin_memory" or cuda]
-        if not self.num_workers:  # without workers the worker knobs mean nothing
-            given = [self.num_workers is not None]
+        workers = self.fixed(cuda).get("num_workers")
+        if workers == 0:  # without workers the worker knobs mean nothing
+            given = [True]
+        elif workers is None:
+            given = [False]
         return all(given) and AUTO not in (self.in_order, self.multiprocessing_context)
 
     def torch_kwargs(self) -> dict[str, Any]:
         """What torch's constructor gets (it validates them): a tuned knob at its default."""
-        workers = self.num_workers or 0
+        workers = self.num_workers if isinstance(self.num_workers, int) else 0
         context = self.multiprocessing_context
         return {
             "num_workers": workers,

@@ -38,10 +38,13 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
     """``torch.utils.data.DataLoader`` with the worker knobs you leave out chosen while your
     loop trains: ``num_workers``, ``prefetch_factor``, ``persistent_workers`` (and
     ``pin_memory`` where CUDA is present) when not given; ``in_order`` and
-    ``multiprocessing_context`` only when you pass ``"auto"``. A knob you give is kept; with
-    every knob given it is torch's loader. ``epochs``: how many epochs your job runs (trying
-    is weighed against it). ``cache``: start from (and keep) the pick made for this workload on
-    this machine, under ``LOADERTUNE_CACHE_DIR`` (default ``~/.cache/loadertune``).
+    ``multiprocessing_context`` only when you pass ``"auto"``, and an ``IterableDataset``'s
+    ``num_workers`` too (each worker runs its ``__iter__``: pass ``"auto"`` once it splits
+    itself by ``get_worker_info()``, as webdataset's and Hugging Face's do). A knob you give
+    is kept; with every knob given it is torch's loader. ``epochs``: how many epochs your job
+    runs (trying is weighed against it). ``cache``: start from (and keep) the pick made for
+    this workload on this machine, under ``LOADERTUNE_CACHE_DIR`` (default
+    ``~/.cache/loadertune``).
     ``max_memory``: bytes the main process and its workers may hold; a config whose memory
     passes it, or is heading past it by the epoch's end, is retired for the last good one, no
     batch lost (None, the default: no watch; a worker the system kills falls back alike).
@@ -60,7 +63,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         shuffle: bool | None = None,
         sampler: Any = None,
         batch_sampler: Any = None,
-        num_workers: int | None = None,
+        num_workers: int | str | None = None,
         collate_fn: Callable[[Any], Any] | None = None,
         pin_memory: bool | None = None,
         drop_last: bool = False,
@@ -78,6 +81,8 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         max_memory: int | None = None,
         controller: Controller | None = None,
     ) -> None:
+        from torch.utils.data import IterableDataset
+
         knobs = Knobs(
             num_workers,
             prefetch_factor,
@@ -85,6 +90,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             pin_memory,
             multiprocessing_context,
             in_order,
+            iterable=isinstance(dataset, IterableDataset),
         )
         super().__init__(
             dataset,
