@@ -297,6 +297,7 @@ def test_a_saved_online_result_is_shown(tmp_path: Path) -> None:
     shown = run_cli("show", str(path))
     assert shown.returncode == 0, shown.stderr
     assert "w=0" in shown.stdout and "Pick" in shown.stdout
+    assert "Search: online, inside the training job" in shown.stdout  # no budget to report
 
 
 def _stretch(config: LoaderConfig, per_batch_s: float, batches: int = 12) -> Trial:

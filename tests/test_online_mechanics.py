@@ -253,3 +253,25 @@ def test_a_config_past_the_memory_limit_falls_back_with_no_batch_lost(
     [fell] = [r.message for r in caplog.records if "falling back to w=0" in r.message]
     assert "memory" in fell
     assert [t.config for t in loader.stages[0]] == [W0, W2, W0]
+
+
+def _collate_refusing_30(samples: list[torch.Tensor]) -> torch.Tensor:
+    if any(int(s) == 30 for s in samples):
+        raise TypeError("cannot collate sample 30")
+    return torch.stack(samples)
+
+
+@pytest.mark.workers
+@pytest.mark.parametrize("plan", [[(W0, 99)], [(W0, 2), (W2, 99)]], ids=["main", "worker"])
+def test_the_users_collate_error_reaches_the_user(plan: list[tuple[LoaderConfig, int]]) -> None:
+    loader = DataLoader(
+        Numbered(50), batch_size=5, collate_fn=_collate_refusing_30, controller=Planned(plan)
+    )
+    seen: list[list[int]] = []
+    try:
+        with pytest.raises(TypeError, match="cannot collate sample 30"):
+            seen.extend(b.flatten().tolist() for b in loader)
+    finally:
+        loader.close()
+    assert seen == [list(range(k, k + 5)) for k in range(0, 30, 5)]  # every batch before it
+    assert [t.config for t in loader.stages[0]] == [c for c, _ in plan]  # no fallback taken

@@ -51,6 +51,8 @@ def _gains(speedups: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _budget_line(tuning: dict[str, Any]) -> str:
+    if tuning.get("strategy") == "online":
+        return _online_line(tuning)
     spent, budget = tuning.get("elapsed_s", 0), tuning.get("budget_s", 0)
     line = f"Search: {tuning.get('strategy')}, {spent:.1f} s of {budget:g} s"
     if tuning.get("stopped_by_budget"):
@@ -58,6 +60,16 @@ def _budget_line(tuning: dict[str, Any]) -> str:
     if tuning.get("diagnosis"):
         line += "; no time was left to diagnose the pick (headroom, batch probes)"
     return line + "."
+
+
+def _online_line(tuning: dict[str, Any]) -> str:
+    """An online loader's search: it ran inside the job, with no budget of its own."""
+    judged, lost = tuning.get("stretches_judged", 0), tuning.get("lost_s", 0.0)
+    state = "settled" if tuning.get("settled") else "still searching when the job ended"
+    return (
+        f"Search: online, inside the training job; {judged} stretches judged, "
+        f"{lost:.2f} s lost to configs slower than the best so far; {state}."
+    )
 
 
 def _label(kwargs: dict[str, Any] | None) -> str:
