@@ -85,6 +85,8 @@ class OnlineIterator(Iterator[Any]):
 
     def _check_memory(self) -> None:
         """A stage whose config passed the memory limit fails as a broken config would."""
+        if self.pool.settings.max_memory_bytes is None:
+            return  # nothing watched: nothing to read on each batch
         for stage in [*self.relay.retiring, *([self.relay.active] if self.relay.active else [])]:
             reason = self.pool.over_limit(stage)
             if reason is not None:
@@ -111,7 +113,7 @@ class OnlineIterator(Iterator[Any]):
         decision = self.controller.after(trial, self._position - 1, self.feed.left)
         if decision is not None and decision != trial.config:  # the same config: stay
             self._switch(decision)
-        self._tell_if_settled()
+        self.loader.tell_if_settled()
 
     def _switch(self, config: LoaderConfig) -> None:
         trial = Trial(config, repeat=len(self.trials), epoch_batches=self.length)
@@ -137,9 +139,6 @@ class OnlineIterator(Iterator[Any]):
         for trial in self.trials:
             trial.trim()
             trial.round_raw()
-
-    def _tell_if_settled(self) -> None:
-        self.loader.tell_if_settled()
 
     def close(self) -> None:
         """The loop left before the epoch's end: stop its stages now."""

@@ -212,7 +212,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         config = search.first(len(self.stages))
         if self._plain is None or self._plain[0] != config:
             self.close()
-            self._plain = (config, plain_loader(self, config))
+            self._plain = (config, plain_loader(self, self._settings(), config))
         trial = Trial(config, epoch_batches=epoch_length(self))
         epoch = len(self.stages)
         self.stages.append([trial])

@@ -16,27 +16,22 @@ from collections.abc import Iterator
 from typing import Any
 
 from loadertune.engine.batches import batch_len, tensor_bytes
+from loadertune.online.stages import Settings, index_source
 from loadertune.records.config import LoaderConfig
 from loadertune.records.trial import MAIN_PROCESS, Trial
 
 
-def plain_loader(loader: Any, config: LoaderConfig) -> Any:
+def plain_loader(loader: Any, settings: Settings, config: LoaderConfig) -> Any:
     """A torch DataLoader of ``loader``'s dataset, sampler, collate and generator, without
     workers (``config`` says whether to pin)."""
-    from torch.utils.data import DataLoader, IterableDataset
+    from torch.utils.data import DataLoader
 
-    if isinstance(loader.dataset, IterableDataset):
-        source: dict[str, Any] = {"batch_size": loader.batch_size, "drop_last": loader.drop_last}
-    elif loader._auto_collation:
-        source = {"batch_sampler": loader.batch_sampler}
-    else:
-        source = {"sampler": loader.sampler, "batch_size": None}
     return DataLoader(
-        loader.dataset,
-        **source,
-        collate_fn=loader.collate_fn,
+        settings.dataset,
+        **index_source(settings, loader._index_sampler),
+        collate_fn=settings.collate_fn,
         pin_memory=config.pin_memory,
-        pin_memory_device=loader.pin_memory_device,
+        pin_memory_device=settings.pin_memory_device,
         generator=loader.generator,
     )
 

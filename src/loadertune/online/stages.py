@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadertune.engine.backends.dataloader import shut_down
+from loadertune.engine.backends.dataloader import shut_down, worker_pids
 from loadertune.engine.harness import share_temp_dir
 from loadertune.engine.heard import MORE_WORKERS_THAN_CPUS
 from loadertune.engine.memwatch import MemoryWatch, WatchPlan
@@ -92,7 +92,9 @@ class StagePool:
         return stage
 
     def over_limit(self, stage: Stage) -> str | None:
-        """Why ``stage``'s config passed the memory limit (None: it did not)."""
+        """Why ``stage``'s config passed the memory limit (None: it did not, or no limit)."""
+        if self.settings.max_memory_bytes is None:
+            return None
         built = self._owner(stage)
         return built.watch.stopped if built is not None and built.watch is not None else None
 
@@ -171,17 +173,10 @@ class StagePool:
             share_temp_dir()  # one folder for every worker, removed with this process
         generator = torch.Generator()
         generator.manual_seed(self.seed)
-        source: dict[str, Any]
-        if s.iterable:
-            source = {"batch_size": s.batch_size, "drop_last": s.drop_last}
-        elif s.auto_collation:
-            source = {"batch_sampler": outlet, "batch_size": 1}
-        else:
-            source = {"sampler": outlet, "batch_size": None}
         with _quiet():
             loader = DataLoader(
                 s.dataset,
-                **source,
+                **index_source(s, outlet),
                 collate_fn=ProbedCollate(s.collate_fn),
                 worker_init_fn=s.worker_init_fn,
                 timeout=(s.timeout or HANG_TIMEOUT_S) if config.num_workers else 0,
@@ -196,9 +191,20 @@ class StagePool:
         return built
 
 
+def index_source(settings: Settings, indices: Any) -> dict[str, Any]:
+    """How a loader of ``settings`` reads ``indices``: as its batch sampler (automatic
+    batching), as its sampler (single indices), or not at all (an iterable dataset, batched
+    by the loader itself)."""
+    if settings.iterable:
+        return {"batch_size": settings.batch_size, "drop_last": settings.drop_last}
+    if settings.auto_collation:
+        return {"batch_sampler": indices, "batch_size": 1}
+    return {"sampler": indices, "batch_size": None}
+
+
 def _tree_pids(iterator: Any) -> list[int]:
     """This process and the workers of ``iterator`` (their page faults bound the growth)."""
-    return [os.getpid(), *(w.pid for w in getattr(iterator, "_workers", []) if w.pid)]
+    return [os.getpid(), *worker_pids(iterator)]
 
 
 @contextlib.contextmanager

@@ -24,13 +24,18 @@ class DataLoaderBackend:
         return self.workload.build_loader(config, indices)
 
     def worker_pids(self, iterator: Iterator[ProbedBatch]) -> list[int]:
-        return [w.pid for w in getattr(iterator, "_workers", []) if w.pid]
+        return worker_pids(iterator)
 
     def dead_workers(self, iterator: Iterator[ProbedBatch] | None) -> list[DeadWorker]:
         return dead_workers(iterator)
 
     def shutdown(self, iterator: Iterator[ProbedBatch] | None, *, kill_first: bool) -> None:
         shut_down(iterator, kill_first=kill_first)
+
+
+def worker_pids(iterator: Any) -> list[int]:
+    """The process ids of a DataLoader iterator's workers."""
+    return [w.pid for w in getattr(iterator, "_workers", []) if w.pid]
 
 
 def dead_workers(iterator: Any) -> list[DeadWorker]:
