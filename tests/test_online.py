@@ -95,6 +95,35 @@ def test_in_memory_rows_never_start_workers() -> None:
     assert result.best.loader_kwargs["num_workers"] == 0
 
 
+class ColdStart(Indexed):
+    """In-memory rows whose first ``cold`` reads wait ``wait_s`` each (a page cache filling)."""
+
+    def __init__(self, n: int, cold: int, wait_s: float) -> None:
+        super().__init__(n)
+        self.cold, self.wait_s = cold, wait_s
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        if self.cold:
+            self.cold -= 1  # forked workers inherit the count
+            time.sleep(self.wait_s)
+        return super().__getitem__(index)
+
+
+@pytest.mark.workers
+def test_a_cold_first_batch_does_not_leave_in_memory_rows_on_workers() -> None:
+    loader = loadertune.DataLoader(ColdStart(4000, cold=16, wait_s=0.03), batch_size=8, epochs=3)
+    try:
+        for _ in range(3):
+            assert _epoch(loader) == list(range(4000))
+        tried = [t.config.num_workers for epoch in loader.stages for t in epoch]
+        assert tried[0] == 0 and max(tried) > 2  # jumped after the cold batch ...
+        result = loader.tuning
+        assert result is not None and result.best is not None
+        assert result.best.loader_kwargs["num_workers"] == 0  # ... and came back
+    finally:
+        loader.close()
+
+
 def test_a_settled_pick_without_workers_runs_torchs_own_epochs() -> None:
     from loadertune.online.plain import PlainEpoch
 
@@ -368,9 +397,62 @@ def test_a_baseline_of_slow_batches_is_judged_after_two_of_them() -> None:
     search = Autotune(Space(), batches=1000, epochs=3, usable_cpus=2)
     search.cpu_now = lambda: 0.0  # waiting on storage: no CPU
     first = search.first(0)
-    assert search.after(_timed(first, 0.25, 1), 0, 999) is None  # one: cold, maybe
-    moved = search.after(_timed(first, 0.25, 2), 1, 998)
+    assert search.after(_timed(first, 0.05, 1), 0, 999) is None  # one: cold, maybe
+    moved = search.after(_timed(first, 0.05, 2), 1, 998)
     assert moved is not None and moved.num_workers > 2  # the jump, from two batches
+
+
+def test_a_baseline_whose_first_batch_is_very_slow_jumps_after_it() -> None:
+    from loadertune.online.search import Autotune, Space
+    from loadertune.online.stretch import FIRST_BATCH_JUMP_S
+
+    search = Autotune(Space(), batches=128, epochs=3, usable_cpus=2)
+    search.cpu_now = lambda: 0.0
+    first = search.first(0)
+    moved = search.after(_timed(first, 2 * FIRST_BATCH_JUMP_S, 1), 0, 127)
+    assert moved is not None and moved.num_workers > 2
+
+
+def _cut(trial: Trial, epoch_batches: int = 1000) -> Trial:
+    """``trial`` as a stretch that ended before its epoch did."""
+    trial.epoch_batches, trial.complete, trial.end_s = epoch_batches, False, None
+    return trial
+
+
+def _from_workers(config: LoaderConfig, make_s: float, batches: int = 200) -> Trial:
+    """A stretch of ``config``'s workers, each making a batch in ``make_s``, in turn."""
+    workers = config.num_workers
+    trial = _cut(_timed(config, make_s / workers, batches))
+    trial.worker_id = [k % workers for k in range(batches)]
+    trial.handed_s = [0.0] * batches  # every index at hand: each waits only for its worker
+    return trial
+
+
+def test_a_cold_first_batch_without_workers_is_measured_again_after_the_jump() -> None:
+    from loadertune.online.search import Autotune, Space
+
+    search = Autotune(Space(), batches=1000, epochs=3, usable_cpus=2)
+    search.cpu_now = lambda: 0.0
+    first = search.first(0)
+    jumped = search.after(_cut(_timed(first, 0.3, 1)), 0, 999)  # a cold first batch: 0.3 s
+    assert jumped is not None and jumped.num_workers > 2
+    again = search.after(_from_workers(jumped, 0.05, 400), 400, 599)  # one in 50 ms each
+    assert again is not None and again.num_workers == 0  # the baseline again, a whole stretch
+    assert [t.config.num_workers for t in search.trials] == [jumped.num_workers]
+    assert search.after(_cut(_timed(again, 0.3, 1)), 401, 598) is None  # one batch: not enough
+
+
+def test_a_jump_whose_workers_take_as_long_as_the_baseline_keeps_it() -> None:
+    from loadertune.online.search import Autotune, Space
+
+    search = Autotune(Space(), batches=1000, epochs=3, usable_cpus=2)
+    search.cpu_now = lambda: 0.0
+    first = search.first(0)
+    jumped = search.after(_cut(_timed(first, 0.3, 1)), 0, 999)
+    assert jumped is not None
+    search.after(_from_workers(jumped, 0.3, 400), 400, 599)  # storage: 0.3 s a batch anywhere
+    assert all(t.config.num_workers for t in search.trials[1:])
+    assert search.running is not None and search.running.num_workers > 0
 
 
 def test_datasets_of_one_class_and_length_but_other_samples_get_other_cache_keys() -> None:

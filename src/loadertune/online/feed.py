@@ -9,6 +9,7 @@ an epoch can be audited: every position handed out once, in the sampler's order.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -33,6 +34,12 @@ class Feed:
         self.exhausted = False
         self.taps: list[Tap] = []
         self._again: deque[tuple[int, Any]] = deque()  # handed back by a failed config
+        self._stamps: tuple[list[float], float] | None = None  # see stamp_into
+
+    def stamp_into(self, handed_s: list[float], origin_s: float) -> None:
+        """From now on, note when each position is handed out (``perf_counter`` less
+        ``origin_s``) in ``handed_s``: only the newest tap pulls, so these are its stage's."""
+        self._stamps = (handed_s, origin_s)
 
     def requeue(self, items: list[tuple[int, Any]]) -> None:
         """Positions a failed config was given and never delivered: handed out again first,
@@ -48,9 +55,16 @@ class Feed:
     def pull(self) -> tuple[int, Any]:
         """The next position and its indices; StopIteration at the epoch's end."""
         if self._again:
-            return self._again.popleft()
-        if self.exhausted:
+            item = self._again.popleft()
+        elif self.exhausted:
             raise StopIteration
+        else:
+            item = self._draw()
+        if self._stamps is not None:
+            self._stamps[0].append(time.perf_counter() - self._stamps[1])
+        return item
+
+    def _draw(self) -> tuple[int, Any]:
         try:
             indices = next(self._source)
         except StopIteration:

@@ -122,6 +122,7 @@ class OnlineIterator(Iterator[Any]):
         cpu = tree_cpu_seconds()  # read before the stretch's clock starts
         recorder.begin()
         trial.cpu.append((0.0, cpu))
+        self.feed.stamp_into(trial.handed_s, recorder.start)
         stage = self.relay.switch(lambda: self.pool.start(config, self.feed))
         stage.recorder = recorder
         self._active = recorder

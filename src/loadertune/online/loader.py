@@ -25,8 +25,9 @@ from loadertune.online.iterator import OnlineIterator
 from loadertune.online.knobs import Knobs
 from loadertune.online.plain import PlainEpoch, plain_loader
 from loadertune.online.report import tuning_result, workload_facts
-from loadertune.online.search import Autotune, Space, steady_per_batch_s
+from loadertune.online.search import Autotune, Space
 from loadertune.online.stages import Settings, StagePool
+from loadertune.online.stretch import steady_per_batch_s
 from loadertune.records.config import LoaderConfig
 from loadertune.records.result import Result
 from loadertune.records.trial import Trial

@@ -20,8 +20,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loadertune.engine.cpu import tree_cpu_seconds
+from loadertune.online.stretch import (
+    CPU_TICK_S,
+    MIN_STRETCH_BATCHES,
+    MIN_STRETCH_S,
+    cpu_per_batch_s,
+    enough,
+    per_batch_s,
+    steady_per_batch_s,
+    step_per_batch_s,
+    wait_per_batch_s,
+    worker_batch_s,
+)
 from loadertune.records.config import LoaderConfig
-from loadertune.records.limits import bare_min_batches
 from loadertune.records.result import Summary
 from loadertune.records.trial import Trial
 from loadertune.tuning.adaptive import Adaptive
@@ -31,12 +42,8 @@ from loadertune.tuning.pick import Pick, pick
 
 log = logging.getLogger("loadertune")
 
-MIN_STRETCH_S = 0.3  # a stretch with a steady rate still runs this long past its first batch
-SLOW_STRETCH_S = 0.25  # ... and a stretch of slow batches is judged after this, from a few
-MIN_STRETCH_BATCHES = 3
-QUICK_BASELINE_BATCH_S = 0.02  # a baseline (no workers) whose batch past the first took this
-# long is judged from those two: a forked worker (10-40 ms to start) repays it within a few
-# batches, and each further batch without workers is what the jump would have saved
+COLD_FACTOR = 3.0  # a jump whose workers make a batch this much faster than the one-batch
+# baseline took shows that batch was cold (first reads, lazy set-up): the baseline runs again
 EXPLORE_SHARE = 0.15  # trying stops once it took this share of the job's projected time
 WORTH_STARTUPS = 1.5  # a move is made only where what it could save is worth 1.5 startups
 STARTUP_PER_WORKER_S = 0.015  # a forked worker's start (10-20 ms here), until one is measured
@@ -123,14 +130,21 @@ class Autotune:
         when the epoch's ``left`` batches are not worth the new config's start: it then
         starts with the next epoch)."""
         self.seen += 1
-        if self.settled is not None or stage.config != self.running or not _enough(stage):
+        if self.settled is not None or stage.config != self.running:
+            return None
+        if not enough(stage, quick=self._quick_allowed(stage)):
             return None
         config = self._move(stage)
         if config is None or left is None:
             return config
         return (
-            config if left * _per_batch_s(stage) >= WORTH_STARTUPS * self._start_s(config) else None
+            config if left * per_batch_s(stage) >= WORTH_STARTUPS * self._start_s(config) else None
         )
+
+    def _quick_allowed(self, stage: Trial) -> bool:
+        """Whether ``stage`` may be judged from its first batch or two: the search's first
+        stretch, without workers, not a cached pick being verified."""
+        return not self.trials and not stage.config.num_workers and self.expected_batch_s is None
 
     def _start_s(self, config: LoaderConfig) -> float:
         """What starting ``config``'s workers should take: per worker as measured, else a
@@ -182,6 +196,10 @@ class Autotune:
 
     def _move(self, stage: Trial) -> LoaderConfig | None:
         self._keep(stage)
+        again = self._cold_baseline()
+        if again is not None:
+            self.running = self._as_run(again)
+            return self.running
         if self._verified():
             return self._settle()
         proposal = self._proposal() if self._worth_exploring() else None
@@ -217,8 +235,8 @@ class Autotune:
         kept.trim()
         kept.round_raw()
         if kept.step_end_s and kept.batches:
-            per_batch = [_per_batch_s(t) for t in self.trials]
-            best_s = min(per_batch, default=_per_batch_s(kept))
+            per_batch = [per_batch_s(t) for t in self.trials]
+            best_s = min(per_batch, default=per_batch_s(kept))
             self.lost_s += max(0.0, kept.step_end_s[-1] - kept.batches * best_s)
         self.trials.append(kept)
 
@@ -263,14 +281,31 @@ class Autotune:
         if len(self.trials) != 1 or self.trials[0].config.num_workers:
             return None
         trial = self.trials[0]
-        make_s, busy_s = _wait_per_batch_s(self.summaries()[0]), _step_per_batch_s(trial)
-        cpu_s = _cpu_per_batch_s(trial)
+        make_s, busy_s = wait_per_batch_s(self.summaries()[0]), step_per_batch_s(trial)
+        cpu_s = cpu_per_batch_s(trial, less_s=CPU_TICK_S)  # at most: from one batch, a
+        # reading of 0.02 s may be 0.011 used, and the jump would start half the workers
         if cpu_s is None or make_s == float("inf"):
             return None
         left = (self.batches or trial.batches) * self.epochs
         fit = LoaderFit(1, make_s, busy_s, cpu_s, STARTUP_PER_WORKER_S, left)
         workers = min(fit.suggested_workers(self.usable_cpus), self.max_workers)
         return self.space.constrain(LoaderConfig(workers)) if workers > 1 else None
+
+    def _cold_baseline(self) -> LoaderConfig | None:
+        """The baseline to run again, as a whole stretch, where it was judged from too few
+        batches to rank and the jump's workers each made a batch :data:`COLD_FACTOR` faster
+        than its batches took (its first batch paid for a cold start, not for the data)."""
+        if len(self.trials) != 2:
+            return None
+        baseline, jumped = self.trials
+        quick = not baseline.config.num_workers and baseline.batches < MIN_STRETCH_BATCHES
+        quick = quick and bool(jumped.config.num_workers)
+        make_s = worker_batch_s(jumped)
+        if not quick or make_s is None or COLD_FACTOR * make_s >= per_batch_s(baseline):
+            return None
+        log.info("the first batches without workers were cold: measuring them again")
+        self.trials.pop(0)
+        return baseline.config
 
     def _strategy(self) -> Adaptive:
         start = self.start or self.space.constrain(LoaderConfig()) or LoaderConfig()
@@ -308,9 +343,9 @@ class Autotune:
         more than its time per batch above the floor its CPU work sets (the CPU seconds a
         batch takes, main process and workers, spread over every usable CPU: a loader whose
         workers keep every CPU busy cannot go faster, however many more it starts)."""
-        waited = _wait_per_batch_s(best) - MIN_WORKER_BATCH_S
+        waited = wait_per_batch_s(best) - MIN_WORKER_BATCH_S
         steady = [steady_per_batch_s(t) for t in best.trials]
-        cpu = [c for c in (_cpu_per_batch_s(t) for t in best.trials) if c is not None]
+        cpu = [c for c in (cpu_per_batch_s(t) for t in best.trials) if c is not None]
         if not cpu or not steady:
             return waited
         floor_s = statistics.median(cpu) / max(self.usable_cpus, 1)
@@ -344,53 +379,3 @@ class Autotune:
             return None
         self.running = config
         return config
-
-
-def steady_per_batch_s(trial: Trial) -> float:
-    """Seconds per batch past the stretch's first batch (its startup left out)."""
-    if trial.batches < 2:
-        return float("inf")
-    return (trial.step_end_s[-1] - trial.ready_s[0]) / (trial.batches - 1)
-
-
-def _per_batch_s(trial: Trial) -> float:
-    """Seconds per batch over a stretch, startup included."""
-    return trial.step_end_s[-1] / trial.batches if trial.batches else float("inf")
-
-
-def _wait_per_batch_s(summary: Summary) -> float:
-    """The time the step waited for each batch (the most workers could take off the loop),
-    median over the config's stretches, past each one's first batch."""
-    waits = [
-        sum(r - q for q, r in zip(t.request_s[1:], t.ready_s[1:], strict=True)) / (t.batches - 1)
-        for t in summary.trials
-        if t.batches > 1
-    ]
-    return sorted(waits)[len(waits) // 2] if waits else float("inf")
-
-
-def _step_per_batch_s(trial: Trial) -> float:
-    """The step's median time per batch (ready to step end)."""
-    steps = sorted(e - r for r, e in zip(trial.ready_s, trial.step_end_s, strict=True))
-    return steps[len(steps) // 2] if steps else 0.0
-
-
-def _cpu_per_batch_s(trial: Trial) -> float | None:
-    """CPU seconds per batch between the stretch's first and last CPU reading."""
-    if len(trial.cpu) < 2 or not trial.batches:
-        return None
-    return max(trial.cpu[-1][1] - trial.cpu[0][1], 0.0) / trial.batches
-
-
-def _enough(stage: Trial) -> bool:
-    """A stretch long enough to judge: a steady rate's batches and :data:`MIN_STRETCH_S`, or
-    (slow batches) a few of them and :data:`SLOW_STRETCH_S`, or (a baseline of slow batches,
-    see :data:`QUICK_BASELINE_BATCH_S`) two."""
-    if not stage.ready_s:
-        return False
-    steady_s = stage.step_end_s[-1] - stage.ready_s[0] if stage.step_end_s else 0.0
-    if not stage.config.num_workers and stage.batches == 2:
-        return steady_s >= QUICK_BASELINE_BATCH_S
-    if stage.batches >= bare_min_batches(stage.config) and steady_s >= MIN_STRETCH_S:
-        return True
-    return stage.batches >= MIN_STRETCH_BATCHES and steady_s >= SLOW_STRETCH_S
