@@ -40,6 +40,7 @@ def document(result: Result) -> dict[str, Any]:
         "machine": result.machine,
         "workload": result.workload,
         "settings": result.settings,
+        "distributed": result.distributed,
         "best": summary_document(best) if best else None,
         "verdict": result_verdict(result),
         "advice": findings(result),

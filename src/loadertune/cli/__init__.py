@@ -11,14 +11,19 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from loadertune.cli import bench, demo, profile, show, tune
 from loadertune.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE
 from loadertune.cli.parser import build_parser
 from loadertune.records.errors import UsageError
 
+if TYPE_CHECKING:
+    from loadertune.engine.ranks import Ranks
+
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TRIAL_FAILED", "EXIT_USAGE", "main"]
 
+MEASURING = ("bench", "tune", "profile")
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "bench": bench.run,
     "tune": tune.run,
@@ -34,10 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.started = started
     command = ["loadertune", *(argv if argv is not None else sys.argv[1:])]
+    from loadertune.engine.ranks import RankLostError
     from loadertune.engine.watchdog import interrupt
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        args.ranks = _ranks(args.command)
         return COMMANDS[args.command](args, command)
     except UsageError as exc:
         _error(str(exc))
@@ -45,9 +52,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    except RankLostError as exc:
+        _error(str(exc))
+        return EXIT_INTERRUPTED
     finally:
+        if getattr(args, "ranks", None) is not None:
+            args.ranks.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _ranks(name: str) -> Ranks | None:
+    """Under torchrun with 2+ ranks, the measuring commands run on every rank together."""
+    if name not in MEASURING:
+        return None
+    from loadertune.engine.ranks import from_env
+
+    return from_env()
 
 
 def _error(message: str) -> None:

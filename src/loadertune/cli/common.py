@@ -49,11 +49,20 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         raise UsageError(f"{args.target}: {exc}") from exc
 
 
-def default_max_memory() -> int:
-    """The memory limit unless ``--max-memory`` says otherwise: a share of what is available."""
+def default_max_memory(args: argparse.Namespace | None = None) -> int:
+    """The memory limit unless ``--max-memory`` says otherwise: a share of what is available
+    (divided among the local ranks under torchrun: each one's process tree is held to it)."""
     import psutil
 
-    return int(psutil.virtual_memory().available * defaults.MEMORY_SHARE)
+    ranks = getattr(args, "ranks", None)
+    local = ranks.local_world_size if ranks is not None else 1
+    return int(psutil.virtual_memory().available * defaults.MEMORY_SHARE / max(local, 1))
+
+
+def leads(args: argparse.Namespace) -> bool:
+    """Whether this process prints and writes: always, but for ranks other than 0."""
+    ranks = getattr(args, "ranks", None)
+    return ranks is None or ranks.leader
 
 
 def trial_limits(args: argparse.Namespace) -> TrialLimits:
@@ -61,7 +70,7 @@ def trial_limits(args: argparse.Namespace) -> TrialLimits:
     return TrialLimits(
         budget_s=args.trial_budget,
         timeout_s=args.trial_timeout,
-        max_memory_bytes=args.max_memory or default_max_memory(),
+        max_memory_bytes=args.max_memory or default_max_memory(args),
     )
 
 
@@ -84,6 +93,7 @@ def measure(
             on_trial=on_trial,
             json_path=json_path(args),
             command=command,
+            ranks=getattr(args, "ranks", None),
         ),
         args,
     )
@@ -94,15 +104,17 @@ def measure(
 
 def run_and_render(run: Callable[[OnTrial], Result], args: argparse.Namespace) -> Result | None:
     """Run with a progress bar, then render and write ``--out``; after Ctrl-C render and write
-    what was measured and return None."""
-    with progress() as on_trial:
+    what was measured and return None. Under torchrun only rank 0 shows and writes."""
+    with progress(enabled=leads(args)) as on_trial:
         try:
             result = run(on_trial)
         except Interrupted as stop:
-            render(stop.result, stdout_console())
-            write_out(stop.result, args.out)
-            stderr_console().print("[yellow]interrupted[/]: the table shows what was measured")
+            if leads(args):
+                render(stop.result, stdout_console())
+                write_out(stop.result, args.out)
+                stderr_console().print("[yellow]interrupted[/]: the table shows what was measured")
             return None
-    render(result, stdout_console())
-    write_out(result, args.out)
+    if leads(args):
+        render(result, stdout_console())
+        write_out(result, args.out)
     return result

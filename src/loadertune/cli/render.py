@@ -38,6 +38,7 @@ def render(result: Result, console: Console) -> None:
     from rich.markup import escape
 
     from loadertune.report.headline import headline_lines
+    from loadertune.report.ranks import rank_lines
     from loadertune.report.table import caption, results_table, title
     from loadertune.report.tuning import tuning_lines
     from loadertune.report.verdict import advice_lines, verdict_lines, warning_lines
@@ -50,16 +51,16 @@ def render(result: Result, console: Console) -> None:
     for trial in result.failed_trials:
         where = f"{trial.config.label()}, repeat {trial.repeat}"
         console.print(f"[red]failed[/] ({where}): {escape(str(trial.error))}", soft_wrap=True)
-    lines = tuning_lines(result) or headline_lines(result)
+    lines = rank_lines(result) + (tuning_lines(result) or headline_lines(result))
     lines += verdict_lines(result) + advice_lines(result) + warning_lines(result)
     for line in lines:
         console.print(line, soft_wrap=True, markup=False, highlight=False, emoji=False)
 
 
 @contextmanager
-def progress() -> Iterator[Callable[[TrialEvent], None]]:
-    """A progress bar on stderr (none when stderr is not a terminal); yields the ``on_trial``
-    callback that drives it."""
+def progress(enabled: bool = True) -> Iterator[Callable[[TrialEvent], None]]:
+    """A progress bar on stderr (none when stderr is not a terminal, or not ``enabled``);
+    yields the ``on_trial`` callback that drives it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
@@ -69,7 +70,7 @@ def progress() -> Iterator[Callable[[TrialEvent], None]]:
         TimeElapsedColumn(),
         console=stderr_console(),
         transient=True,
-        disable=not stderr_console().is_terminal,
+        disable=not enabled or not stderr_console().is_terminal,
     )
     task = bar.add_task("measuring", total=None)
 

@@ -7,7 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from loadertune.engine.harness import OFFLINE
 from loadertune.engine.machine import machine_facts
+from loadertune.engine.ranked import distributed_facts, follow, leading, ranks_for
+from loadertune.engine.ranks import Ranks
 from loadertune.engine.trials import OnTrial, TrialRunner
 from loadertune.engine.workload import Workload
 from loadertune.records import defaults
@@ -37,6 +40,7 @@ def bench(
     command: list[str] | None = None,
     diagnose: bool = True,
     warm_up: bool = True,
+    ranks: Ranks | str | None = "auto",
 ) -> Result:
     """Measure each config ``repeats`` times on the workload's real step and return the result.
 
@@ -47,6 +51,9 @@ def bench(
     headroom and batch probes are measured too (a few seconds; see :mod:`diagnose`), for the
     result's ``verdict`` and ``advice``. With ``warm_up`` (the default) the first config's
     first batches run once, uncounted, before the first timed trial (about a second).
+    Under ``torchrun`` (``ranks="auto"``: the job's process group, if it made one; or the
+    :class:`Ranks` given) every rank must call it: each trial runs on every rank at once, rank
+    0 decides and writes, and every rank returns rank 0's result (see :mod:`ranked`).
 
     >>> result = bench(Workload(my_dataset, step=train_step), [LoaderConfig(0), LoaderConfig(4)])
     >>> DataLoader(my_dataset, **result.best.loader_kwargs)  # doctest: +SKIP
@@ -55,14 +62,21 @@ def bench(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats!r}")
     limits = limits or TrialLimits()
-    result = new_result(workload, {"repeats": repeats, **asdict(limits)}, command)
-    run = TrialRunner(result, workload, limits, on_trial, json_path, warm_up=warm_up)
-    plan = schedule(configs, repeats)
-    for index, (repeat, config) in enumerate(plan):
-        run.one(config, repeat, (index, len(plan)))
-    if diagnose:
-        run.diagnose()
-    return run.finish()
+    chosen = ranks_for(workload, ranks)
+    if chosen is not None and not chosen.leader:
+        return follow(chosen, workload, OFFLINE)
+    with leading(chosen) as lead:
+        result = new_result(workload, {"repeats": repeats, **asdict(limits)}, command, chosen)
+        run = TrialRunner(
+            result, workload, limits, on_trial, json_path, warm_up=warm_up, ranks=chosen
+        )
+        plan = schedule(configs, repeats)
+        for index, (repeat, config) in enumerate(plan):
+            run.one(config, repeat, (index, len(plan)))
+        if diagnose:
+            run.diagnose()
+        lead.result = run.finish()
+    return lead.finished()
 
 
 def profile(
@@ -75,6 +89,7 @@ def profile(
     on_trial: OnTrial | None = None,
     json_path: str | Path | None = None,
     command: list[str] | None = None,
+    ranks: Ranks | str | None = "auto",
 ) -> Result:
     """Diagnose one existing DataLoader as it is configured (or a Dataset at its defaults),
     without searching: its figures, verdict, headroom and advice.
@@ -92,17 +107,26 @@ def profile(
         on_trial=on_trial,
         json_path=json_path,
         command=command,
+        ranks=ranks,
     )
 
 
-def new_result(workload: Workload, settings: dict[str, Any], command: list[str] | None) -> Result:
-    """An empty result with the machine and workload facts."""
-    return Result(
+def new_result(
+    workload: Workload,
+    settings: dict[str, Any],
+    command: list[str] | None,
+    ranks: Ranks | None = None,
+) -> Result:
+    """An empty result with the machine and workload facts (and the ranks', under torchrun)."""
+    result = Result(
         machine=machine_facts().to_dict(),
         workload=workload.facts(),
         settings=settings,
         command=command,
     )
+    if ranks is not None:
+        result.distributed = distributed_facts(ranks, result.usable_cpus)
+    return result
 
 
 def _unique(configs: Iterable[LoaderConfig]) -> list[LoaderConfig]:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from loadertune.analysis.document import analyse, save
 from loadertune.engine.counts import STREAM_ENDED, stream_note
@@ -16,6 +17,7 @@ from loadertune.engine.diagnose import diagnose as run_diagnosis
 from loadertune.engine.harness import OFFLINE, Harness
 from loadertune.engine.heard import hearing, labelled
 from loadertune.engine.offline import TrialInterrupted, run_trial
+from loadertune.engine.ranks import DIAGNOSE, TRIAL, RankLostError, Ranks
 from loadertune.engine.workload import Workload
 from loadertune.records.config import LoaderConfig
 from loadertune.records.limits import TrialLimits
@@ -62,6 +64,7 @@ class TrialRunner:
     warm_up: bool = False  # warm up before the next trial (set False once done)
     warm_up_wall_s: float = 0.0  # what the warm-up took, inside the last one() call
     harness: Harness = OFFLINE
+    ranks: Ranks | None = None  # rank 0 under torchrun: every trial runs on every rank
 
     def __post_init__(self) -> None:
         self._save()  # a path that cannot be written fails now, before anything is measured
@@ -83,7 +86,7 @@ class TrialRunner:
             trial = self._warm_up(config, limits, repeat) if self.warm_up else None
             if trial is None:
                 trial = self._run(config, limits, repeat)
-        except KeyboardInterrupt as exc:
+        except (KeyboardInterrupt, RankLostError) as exc:  # Ctrl-C, or another rank stopped
             if isinstance(exc, TrialInterrupted):
                 self.result.trials.append(exc.trial)
             self.result.interrupted = True
@@ -96,14 +99,16 @@ class TrialRunner:
         return trial
 
     def _run(self, config: LoaderConfig, limits: TrialLimits, repeat: int) -> Trial:
-        return run_trial(
-            self.workload,
-            config,
-            limits,
-            repeat=repeat,
-            stream_batches=self.stream_batches,
-            harness=self.harness,
-        )
+        arguments: dict[str, Any] = {
+            "config": config,
+            "limits": limits,
+            "repeat": repeat,
+            "stream_batches": self.stream_batches,
+        }
+        if self.ranks is not None:
+            self.ranks.start(TRIAL, arguments)
+        mine = run_trial(self.workload, harness=self.harness, **arguments)
+        return mine if self.ranks is None else self.ranks.slowest_of(mine)
 
     def _warm_up(self, config: LoaderConfig, limits: TrialLimits, repeat: int) -> Trial | None:
         """Once, before the first timed trial: the first batches of its config, uncounted, so
@@ -162,15 +167,22 @@ class TrialRunner:
         best = self.result.best
         if best is None:
             return
+        arguments: dict[str, Any] = {
+            "config": best.config,
+            "timeout_s": self.limits.timeout_s,
+            "loader_alone_s": loader_alone_s,
+        }
         try:
+            if self.ranks is not None:
+                self.ranks.start(DIAGNOSE, arguments)
             with hearing() as heard:
-                diagnosis = run_diagnosis(
-                    self.workload, best.config, self.limits.timeout_s, loader_alone_s
-                )
+                diagnosis = run_diagnosis(self.workload, **arguments)
+            if self.ranks is not None:
+                self.ranks.gather(None)
             told = {w for t in self.result.trials for w in t.warnings}
             new = [w for w in labelled(heard) if w not in told]
             self.result.diagnosis = {**diagnosis, "warnings": new} if new else diagnosis
-        except KeyboardInterrupt as exc:
+        except (KeyboardInterrupt, RankLostError) as exc:
             self.result.interrupted = True
             self._save()
             raise Interrupted(self.result) from exc

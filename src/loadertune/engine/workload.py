@@ -101,6 +101,32 @@ class Workload:
         """True for an IterableDataset (no indices, no sampler)."""
         return _is_iterable(self.dataset)
 
+    def distribute(self, rank: int, world_size: int) -> str | None:
+        """Run as rank ``rank`` of ``world_size`` does in a DDP job: a Dataset given bare is
+        sharded with a ``DistributedSampler`` (shuffled as asked); a DataLoader keeps its own
+        sampler, and the warning returned says so when that sampler is not distributed (every
+        rank then reads the whole dataset); an iterable dataset splits itself, or does not."""
+        from torch.utils.data import BatchSampler, DistributedSampler
+
+        if self.is_iterable:
+            return None
+        if self._given_loader:
+            sampler = self._base.get("batch_sampler")
+            inner = getattr(sampler, "sampler", self._base.get("sampler"))
+            if isinstance(inner, DistributedSampler):
+                return None
+            return (
+                f"{world_size} ranks, and the DataLoader's sampler is a {type(inner).__name__}, "
+                "not a DistributedSampler: every rank reads the whole dataset (as your job does, "
+                "if it builds the loader the same way)"
+            )
+        shard: DistributedSampler[Any] = DistributedSampler(
+            self.data, world_size, rank, shuffle=self.shuffle
+        )
+        batch_size = self.batch_size or defaults.BATCH_SIZE
+        self._base["batch_sampler"] = BatchSampler(shard, batch_size, drop_last=False)
+        return None
+
     def baseline_config(self) -> LoaderConfig:
         """The worker knobs of the user's own DataLoader, or ``num_workers=0`` for a Dataset."""
         return _config_of(self.data) if self._given_loader else LoaderConfig()

@@ -117,6 +117,15 @@ class Result:
     # a loaded document brings back what it held): the pick's verdict and the findings.
     verdict: dict[str, Any] | None = None
     advice: list[dict[str, Any]] = field(default_factory=list)
+    distributed: dict[str, Any] | None = None  # under torchrun: the ranks it was measured under
+
+    @property
+    def cpus_per_rank(self) -> int | None:
+        """The usable CPUs each local rank's loader has to itself: all of them in one process,
+        a share under torchrun (every local rank's workers draw on the same CPUs)."""
+        usable = self.usable_cpus
+        local = int((self.distributed or {}).get("local_world_size") or 1)
+        return None if usable is None else max(usable // local, 1)
 
     @property
     def epochs(self) -> int:
@@ -171,6 +180,7 @@ class Result:
             diagnosis=doc.get("diagnosis"),
             verdict=doc.get("verdict"),
             advice=list(doc.get("advice") or []),
+            distributed=doc.get("distributed"),
         )
 
     @classmethod

@@ -74,6 +74,8 @@ class Trial:
     memory_watch: list[tuple[float, int, int]] = field(default_factory=list)
     batch_bytes: int | None = None
     warnings: list[str] = field(default_factory=list)
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # under torchrun: every rank's
+    # figures of this trial (the raw samples above are its slowest rank's)
 
     def trim(self) -> None:
         """Cut the per-batch lists to their common length (an interrupt can land mid-record)."""
@@ -217,6 +219,7 @@ class Trial:
             "epoch_batches": self.epoch_batches,
             "complete": self.complete,
             "warnings": list(self.warnings),
+            **({"ranks": list(self.ranks)} if self.ranks else {}),  # under torchrun only
             **self.figures(),
             "raw": self.raw(),
         }
@@ -250,6 +253,7 @@ class Trial:
             memory_watch=[(t, n, b) for t, n, b in raw.get("memory_watch", [])],
             batch_bytes=raw.get("batch_bytes"),
             warnings=list(doc.get("warnings", [])),
+            ranks=list(doc.get("ranks") or []),
         )
 
 

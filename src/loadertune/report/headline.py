@@ -36,7 +36,7 @@ def headline(result: Result) -> str:
     unit = _unit(result)
     parts = [f"Fastest here: {_kwargs(best)}, {units.seconds(best.epoch_s.median)} {unit}."]
     others = [s for s in result.summaries() if s.epoch_s is not None and s.config != best.config]
-    rule = _one_per_cpu(others, result.usable_cpus)
+    rule = _one_per_cpu(others, result.cpus_per_rank)
     if rule is not None:
         parts.append(_comparison(best, rule, " (one per CPU, the usual rule)"))
     slowest = max(others, key=_median_epoch, default=None)

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from loadertune.engine.bench import new_result
+from loadertune.engine.harness import OFFLINE
+from loadertune.engine.ranked import follow, leading, ranks_for
+from loadertune.engine.ranks import Ranks
 from loadertune.engine.trials import OnTrial, TrialRunner
 from loadertune.engine.workload import Workload
 from loadertune.records import defaults
@@ -91,6 +94,7 @@ def tune(
     on_trial: OnTrial | None = None,
     json_path: str | Path | None = None,
     command: list[str] | None = None,
+    ranks: Ranks | str | None = "auto",
 ) -> Result:
     """Search DataLoader knobs on the workload's real step for about ``budget_s`` seconds.
 
@@ -98,6 +102,9 @@ def tune(
     ``DataLoader(dataset, **...)``) and whose ``tuning`` says why, what the pick gains over the
     baseline and the common rules, and what the search would try next if the budget cut it.
     ``started`` (a ``time.perf_counter()`` value) is when the budget began, if before the call.
+    Under ``torchrun`` every rank must call it (``ranks`` as in :func:`bench`): every rank
+    measures each config at once, rank 0 searches on the slowest rank's figures, and every rank
+    returns its result.
     """
     if budget_s <= 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s!r}")
@@ -111,17 +118,25 @@ def tune(
         "trial_budget_s": limits.budget_s,
         "max_memory_bytes": max_memory_bytes,
     }
-    result = new_result(workload, settings, command)
-    runner = TrialRunner(result, workload, limits, on_trial, json_path, warm_up=True)
-    search = _Search(workload, result, runner, Budget(budget_s, started=started), max_memory_bytes)
-    if isinstance(strategy, str):
-        strategy = make_strategy(strategy, workload, result, max_workers)
-    search.explore(strategy, EXPLORE_SHARE)
-    search.confirm()
-    search.explore(strategy, SEARCH_SHARE)  # what the contenders left of the search's share
-    search.conclude(strategy)
-    search.diagnose()
-    return runner.finish()
+    chosen = ranks_for(workload, ranks)
+    if chosen is not None and not chosen.leader:
+        return follow(chosen, workload, OFFLINE)
+    with leading(chosen) as lead:
+        result = new_result(workload, settings, command, chosen)
+        runner = TrialRunner(
+            result, workload, limits, on_trial, json_path, warm_up=True, ranks=chosen
+        )
+        budget = Budget(budget_s, started=started)
+        search = _Search(workload, result, runner, budget, max_memory_bytes)
+        if isinstance(strategy, str):
+            strategy = make_strategy(strategy, workload, result, max_workers)
+        search.explore(strategy, EXPLORE_SHARE)
+        search.confirm()
+        search.explore(strategy, SEARCH_SHARE)  # what the contenders left of the search's share
+        search.conclude(strategy)
+        search.diagnose()
+        lead.result = runner.finish()
+    return lead.finished()
 
 
 def make_strategy(
@@ -143,7 +158,7 @@ def grid_strategy(workload: Workload, result: Result, max_workers: int | None) -
 
 def _max_workers(result: Result, max_workers: int | None) -> int:
     """Default cap: well above the core count, since I/O-bound loaders want many workers."""
-    cpus = int(result.machine["cpus"]["usable"])
+    cpus = result.cpus_per_rank or int(result.machine["cpus"]["usable"])
     cap = max(defaults.MAX_WORKERS_FLOOR, defaults.WORKERS_PER_CPU * cpus)
     return max_workers if max_workers is not None else cap
 
@@ -152,7 +167,7 @@ def default_strategy(workload: Workload, result: Result, max_workers: int | None
     """The adaptive search for this machine: its usable CPUs, start methods and torch."""
     import torch
 
-    cpus = int(result.machine["cpus"]["usable"])
+    cpus = result.cpus_per_rank or int(result.machine["cpus"]["usable"])
     # The platform's default start method is the baseline's. Besides it only forkserver: it and
     # spawn both give each worker a fresh interpreter that imports everything again and gets
     # the dataset pickled (no copy-on-write pages shared with the main process), and run alike
@@ -351,7 +366,7 @@ def _speedups(
     chosen: Pick, history: History, workload: Workload, result: Result
 ) -> dict[str, dict[str, Any]]:
     """The pick against the baseline and the two common rules, where they were measured."""
-    cpus = int(result.machine["cpus"]["usable"])
+    cpus = result.cpus_per_rank or int(result.machine["cpus"]["usable"])
     rules = {
         "baseline": workload.baseline_config(),
         "one_per_cpu": LoaderConfig(cpus),
