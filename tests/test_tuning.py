@@ -46,6 +46,19 @@ def test_io_bound_data_goes_far_above_the_core_count() -> None:
     assert 32 in counts  # and one step past the best, to see it stop helping
 
 
+def test_storage_waits_on_one_cpu_climb_past_a_single_worker_that_cannot_win() -> None:
+    # one CPU (a quota, or each of 2 ranks' share of 2 cores), 4 ms of storage a sample: one
+    # worker only moves the wait out of the main process (and pays its start), many help
+    table = {n: (8.0 / max(n, 1) ** 0.9 if n > 1 else 8.0 + 0.3 * n, 0.99, 0.2) for n in range(65)}
+    tried = _search(Adaptive(usable_cpus=1, max_workers=64), table)
+    assert max(c.num_workers for c in tried) >= 8
+    # ... while CPU-bound work on one CPU stops at the anchors
+    cpu_bound = {0: (4.0, 0.9, 1.0), 1: (4.3, 0.1, 1.0)}
+    assert (
+        max(c.num_workers for c in _search(Adaptive(usable_cpus=1, max_workers=64), cpu_bound)) == 1
+    )
+
+
 def test_a_u_shaped_curve_is_refined_above_the_best_first_while_the_step_waits() -> None:
     # 4 ms per sample: 8 beats 2 and 32 (startup), the bottom lies between 8 and 32
     table = {0: (8.0, 0.99, 0.2), 2: (4.0, 0.99, 0.3), 8: (1.13, 0.9, 0.6), 32: (1.27, 0.9, 1.0)}

@@ -78,6 +78,7 @@ class Adaptive:
         if w == 0:
             if self.max_workers >= 1:
                 yield LoaderConfig(1)
+            yield from self._past_one(history)
             return
         at_top = w == max(measured) and self._room_above(history, w)
         if at_top and input_bound(best):
@@ -88,6 +89,21 @@ class Adaptive:
         # while the step still waits (a U-shaped curve's bottom can lie between w and a
         # climb that overshot), below when it no longer does
         yield from (LoaderConfig(n) for n in (points[::-1] if input_bound(best) else points))
+
+    def _past_one(self, history: History) -> Iterator[LoaderConfig]:
+        """With one usable CPU (a container's quota, or a local rank's share under torchrun)
+        the anchors measure no more than one worker, which cannot beat loading in the main
+        process: where that worker still left the step waiting and the CPU idle, climb from
+        it as from a best
+        (storage waits want many workers whatever the CPUs; 2 ranks on 2 cores stopped at w=0,
+        4.5x slower than w=8 per rank)."""
+        one = next((s for s in history.summaries if s.config == LoaderConfig(1)), None)
+        if self.usable_cpus > 1 or one is None or not input_bound(one):
+            return
+        if not workers_idle(one, self.usable_cpus):
+            return
+        if self._room_above(history, 1):
+            yield LoaderConfig(min(self._climb(one), self._ceiling(history)))
 
     def _climb(self, best: Summary) -> int:
         """Where to look above the best count, which is also the highest measured: where the
