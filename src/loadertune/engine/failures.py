@@ -196,6 +196,11 @@ def _is_pickling_error(exc: BaseException) -> bool:
     )
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, else its type's name (for one-line notices)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def _own_message(exc: BaseException) -> str:
     """``Type: message`` as the user's code wrote it, without DataLoader's worker wrapping."""
     text = str(exc)

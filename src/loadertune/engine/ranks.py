@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import pickle
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from loadertune.engine.failures import first_line
 from loadertune.records.trial import Trial
 
 TRIAL, DIAGNOSE, END = "trial", "diagnose", "end"  # rank 0's orders to the others
@@ -40,7 +41,6 @@ class Ranks:
     group: Any
     owned: bool = False  # we made the default group (the CLI): destroyed by close()
     backend: str = "gloo"
-    _tensor: Any = field(default=None, repr=False)
 
     @property
     def leader(self) -> bool:
@@ -120,7 +120,7 @@ class Ranks:
         try:
             work.wait()
         except RuntimeError as exc:
-            raise RankLostError(f"another rank stopped ({_first_line(exc)})") from exc
+            raise RankLostError(f"another rank stopped ({first_line(exc)})") from exc
 
     @staticmethod
     def _dist() -> Any:
@@ -192,7 +192,3 @@ def _pack(message: Any) -> Any:
     import torch
 
     return torch.frombuffer(bytearray(pickle.dumps(message)), dtype=torch.uint8)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -11,7 +11,7 @@ from typing import Any
 
 from loadertune.engine.backends.dataloader import dead_workers
 from loadertune.engine.cpu import tree_cpu_seconds
-from loadertune.engine.failures import WORKER_DIED_MARKERS
+from loadertune.engine.failures import WORKER_DIED_MARKERS, first_line
 from loadertune.engine.memwatch import MemoryLimitExceeded
 from loadertune.engine.recorder import Recorder
 from loadertune.online.feed import Feed, epoch_length
@@ -103,7 +103,7 @@ class OnlineIterator(Iterator[Any]):
         log.warning(
             "%s failed (%s); falling back to %s, its %d undelivered batches fetched again",
             failure.stage.config.label(),
-            _first_line(failure.error),
+            first_line(failure.error),
             config.label(),
             len(pending),
         )
@@ -179,7 +179,3 @@ def loader_broke(error: BaseException) -> bool:
     text = str(error)
     died = any(marker in text for marker in WORKER_DIED_MARKERS)
     return isinstance(error, RuntimeError) and (died or "DataLoader timed out" in text)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import statistics
 
+from loadertune.analysis.timeline import make_s
 from loadertune.records.limits import bare_min_batches
 from loadertune.records.result import Summary
 from loadertune.records.trial import Trial
@@ -49,17 +50,10 @@ def wait_per_batch_s(summary: Summary) -> float:
 
 
 def worker_batch_s(trial: Trial) -> float | None:
-    """The median time a worker took to make a batch: from when it could start (the batch's
-    indices handed out, its previous batch done) to done, each worker's first batch (its
-    start) left out. None before a worker made two, or where batches came out of order."""
-    if not trial.config.in_order or len(trial.handed_s) < trial.batches:
-        return None
-    last: dict[int, float] = {}
-    made: list[float] = []
-    for worker, handed, done in zip(trial.worker_id, trial.handed_s, trial.done_s, strict=False):
-        if worker in last:
-            made.append(done - max(handed, last[worker]))
-        last[worker] = done
+    """The median time a worker took to make a batch (the timeline's load spans: from when it
+    could start, its indices handed out and its previous batch done, to done; each worker's
+    first batch, its start, left out). None before a worker made two."""
+    made = make_s(trial)
     return statistics.median(made) if made else None
 
 

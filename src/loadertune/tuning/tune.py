@@ -158,7 +158,7 @@ def grid_strategy(workload: Workload, result: Result, max_workers: int | None) -
 
 def _max_workers(result: Result, max_workers: int | None) -> int:
     """Default cap: well above the core count, since I/O-bound loaders want many workers."""
-    cpus = result.cpus_per_rank or int(result.machine["cpus"]["usable"])
+    cpus = _cpus(result)
     cap = max(defaults.MAX_WORKERS_FLOOR, defaults.WORKERS_PER_CPU * cpus)
     return max_workers if max_workers is not None else cap
 
@@ -167,7 +167,7 @@ def default_strategy(workload: Workload, result: Result, max_workers: int | None
     """The adaptive search for this machine: its usable CPUs, start methods and torch."""
     import torch
 
-    cpus = result.cpus_per_rank or int(result.machine["cpus"]["usable"])
+    cpus = _cpus(result)
     # The platform's default start method is the baseline's. Besides it only forkserver: it and
     # spawn both give each worker a fresh interpreter that imports everything again and gets
     # the dataset pickled (no copy-on-write pages shared with the main process), and run alike
@@ -190,6 +190,11 @@ STRATEGIES: dict[str, Callable[[Workload, Result, int | None], Strategy]] = {
     "adaptive": default_strategy,
     "grid": grid_strategy,
 }
+
+
+def _cpus(result: Result) -> int:
+    """The usable CPUs one loader has: each local rank's share under torchrun."""
+    return result.cpus_per_rank or int(result.machine["cpus"]["usable"])
 
 
 def _plain_class(workload: Workload) -> bool:
@@ -366,7 +371,7 @@ def _speedups(
     chosen: Pick, history: History, workload: Workload, result: Result
 ) -> dict[str, dict[str, Any]]:
     """The pick against the baseline and the two common rules, where they were measured."""
-    cpus = result.cpus_per_rank or int(result.machine["cpus"]["usable"])
+    cpus = _cpus(result)
     rules = {
         "baseline": workload.baseline_config(),
         "one_per_cpu": LoaderConfig(cpus),
