@@ -65,9 +65,10 @@ class Measured(Trial):
         cpu_busy: float = 1.0,
         memory: int = 2**28,
         repeat: int = 0,
+        batches: int = 10,
     ) -> None:
         super().__init__(
-            config=config, repeat=repeat, epoch_batches=10, complete=True, end_s=epoch_s
+            config=config, repeat=repeat, epoch_batches=batches, complete=True, end_s=epoch_s
         )
         self._figures = (epoch_s, wait, cpu_busy, memory)
 

@@ -56,7 +56,8 @@ def _propose_after(model_says: int | None, cpu_busy: float = 0.3) -> C | None:
         return model_says
 
     strategy = Adaptive(usable_cpus=2, max_workers=64, model=model)
-    trials = [Measured(C(0), 8.0, 0.99), Measured(C(2), 4.0, 0.99, cpu_busy=cpu_busy)]
+    trials = [Measured(C(0), 8.0, 0.99, batches=1000)]
+    trials.append(Measured(C(2), 4.0, 0.99, cpu_busy=cpu_busy, batches=1000))
     return strategy.propose(History(summaries(*trials)))
 
 

@@ -7,7 +7,7 @@ import pytest
 from fakes import Measured, summaries
 from loadertune import LoaderConfig as C
 from loadertune import Workload, tune
-from loadertune.tuning.adaptive import Adaptive
+from loadertune.tuning.adaptive import Adaptive, fewer_rounds, fewest_for_rounds
 from loadertune.tuning.history import History
 from loadertune.tuning.pick import noise_band, pick
 from loadertune.tuning.strategy import Grid, worker_grid
@@ -19,14 +19,17 @@ def _history(*trials: Measured, rejected: dict[C, str] | None = None) -> History
     return History(summaries(*trials), rejected or {})
 
 
-def _search(strategy: Adaptive, measure: dict[int, tuple[float, float, float]]) -> list[C]:
+def _search(
+    strategy: Adaptive, measure: dict[int, tuple[float, float, float]], batches: int = 1000
+) -> list[C]:
     """Run the strategy against a table of plain worker counts -> (epoch_s, wait, cpu_busy);
-    knob variants measure like their plain count but 10% slower. Returns the order tried."""
+    knob variants measure like their plain count but 10% slower; ``batches`` an epoch.
+    Returns the order tried."""
     trials: list[Measured] = []
     while (config := strategy.propose(_history(*trials))) is not None:
         epoch, wait, cpu = measure.get(config.num_workers, (99.0, 0.9, 2.0))
         slower = 1.0 if config == C(config.num_workers) else 1.1
-        trials.append(Measured(config, epoch * slower, wait, cpu_busy=cpu))
+        trials.append(Measured(config, epoch * slower, wait, cpu_busy=cpu, batches=batches))
         assert len(trials) < 40, "the search must end"
     return [t.config for t in trials]
 
@@ -57,6 +60,24 @@ def test_storage_waits_on_one_cpu_climb_past_a_single_worker_that_cannot_win() -
     assert (
         max(c.num_workers for c in _search(Adaptive(usable_cpus=1, max_workers=64), cpu_bound)) == 1
     )
+
+
+def test_a_short_epoch_is_climbed_in_whole_rounds_of_its_batches() -> None:
+    # 16 batches a rank (2 ranks on 2 cores), storage waits: an epoch lasts its busiest
+    # worker's ceil(16 / n) batches, so 9-15 workers take the 2 rounds 8 take, 16 take one
+    rounds = {n: (0.27 * -(-16 // n) + 0.01 * n, 0.9, 0.2) for n in range(1, 65)}
+    tried = _search(Adaptive(usable_cpus=1, max_workers=32), {0: (4.4, 0.99, 0.2)} | rounds, 16)
+    plain = [c.num_workers for c in tried if c == C(c.num_workers)]
+    assert 16 in plain
+    assert not any(8 < n < 16 for n in plain)  # no trial on the plateau of 8
+    assert max(plain) <= 16  # and none past one round
+
+
+def test_workers_in_whole_rounds() -> None:
+    assert [fewest_for_rounds(16, n) for n in (5, 8, 9, 13, 16, 20)] == [4, 8, 8, 8, 16, 16]
+    assert [fewer_rounds(16, n) for n in (5, 8, 13, 16)] == [6, 16, 16, 16]
+    assert fewest_for_rounds(None, 13) == 13 and fewer_rounds(None, 13) == 14
+    assert fewest_for_rounds(100_000, 23) == 23  # long epochs: as the model said
 
 
 def test_a_u_shaped_curve_is_refined_above_the_best_first_while_the_step_waits() -> None:

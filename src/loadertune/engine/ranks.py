@@ -16,15 +16,20 @@ from __future__ import annotations
 import os
 import pickle
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from loadertune.engine.failures import first_line
+from loadertune.records.errors import LoadertuneWarning
 from loadertune.records.trial import Trial
 
 TRIAL, DIAGNOSE, END = "trial", "diagnose", "end"  # rank 0's orders to the others
 POLL_S = 0.005  # how often a waiting rank looks at its collective (and lets a signal in)
 END_WAIT_S = 10.0  # rank 0's last message waits this long for ranks that may have gone
+ARRIVE_S = 60.0  # a group of ours is made once every rank of the job asked for it within this
+# (a loader only rank 0 iterates, for validation, tunes alone instead of waiting for the rest)
+_asked = 0  # groups of ours asked for so far, in this process (the same order on every rank)
 
 
 class RankLostError(RuntimeError):
@@ -143,14 +148,52 @@ def from_env() -> Ranks | None:
     return _ranks(dist.group.WORLD if owned else dist.new_group(backend="gloo"), owned)
 
 
-def joined() -> Ranks | None:
+def joined(arrive_s: float | None = None) -> Ranks | None:
     """The ranks of the user's process group, if the job made one with 2+ ranks: a gloo group
-    of our own beside it (the user's NCCL traffic is untouched), or None."""
+    of our own beside it (the user's NCCL traffic is untouched), or None. Made only where
+    every rank asks for it within ``arrive_s`` (default :data:`ARRIVE_S`; see
+    :func:`all_arrived`); else None, with a warning, on every rank that asked."""
     import torch.distributed as dist
 
+    arrive_s = ARRIVE_S if arrive_s is None else arrive_s
     if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
         return None
+    if not all_arrived(arrive_s):
+        warnings.warn(
+            f"not every rank of the job used this loadertune run within {arrive_s:.0f} s: "
+            "this rank tunes alone (under torch.distributed every rank must iterate a "
+            "loadertune.DataLoader, or call tune, for the ranks to agree; pass ranks=None "
+            "for one that only some ranks use)",
+            LoadertuneWarning,
+            stacklevel=3,
+        )
+        return None
     return _ranks(dist.new_group(backend="gloo"), owned=False)
+
+
+def all_arrived(arrive_s: float) -> bool:
+    """Whether every rank asked for this group (the job's n-th of ours) within ``arrive_s``,
+    agreed over the job's own store (torchrun's rendezvous): each rank counts itself in; the
+    first to see them all, or to give up waiting, writes the verdict, once, and every rank
+    (a late one too) reads it. A group made where one rank never asks would hang the rest."""
+    global _asked  # noqa: PLW0603 - our own counter, not the user's state
+    import torch.distributed as dist
+
+    _asked += 1
+    try:
+        store = dist.distributed_c10d._get_default_store()
+    except (AttributeError, ValueError, RuntimeError):
+        return True  # no store to ask: as before, every rank is taken to be here
+    key = f"loadertune/group/{_asked}"
+    if store.add(f"{key}/arrived", 1) >= dist.get_world_size():
+        store.compare_set(f"{key}/verdict", "", "all")
+    deadline = time.monotonic() + arrive_s
+    while not store.check([f"{key}/verdict"]):
+        if time.monotonic() > deadline:
+            store.compare_set(f"{key}/verdict", "", "alone")
+            break
+        time.sleep(POLL_S * 10)
+    return bool(store.get(f"{key}/verdict") == b"all")
 
 
 def _ranks(group: Any, owned: bool) -> Ranks:

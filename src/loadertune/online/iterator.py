@@ -47,8 +47,8 @@ class OnlineIterator(Iterator[Any]):
             raise StopIteration
         if self._open is not None:
             self._open.finish()  # the user's step on the last batch ended as it asked again
-            if self._open is self._active and not self.iterable:
-                self._ask(self._open.trial)  # the whole batch seen: its wait and its step
+            if not self.iterable:  # asked at every position (under ranks, check-ins are
+                self._ask(self._active.trial)  # by position, whichever stage delivered)
             self._open = None
         upcoming = self.relay.retiring[0] if self.relay.retiring else self.relay.active
         if upcoming is not None:

@@ -18,7 +18,9 @@ from typing import Any
 
 from torch.utils.data import DataLoader as TorchDataLoader
 
+from loadertune.engine.ranks import Ranks
 from loadertune.online import cache
+from loadertune.online.agreed import Agreed
 from loadertune.online.control import Controller
 from loadertune.online.feed import epoch_length
 from loadertune.online.iterator import OnlineIterator
@@ -49,6 +51,10 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
     ``max_memory``: bytes the main process and its workers may hold; a config whose memory
     passes it, or is heading past it by the epoch's end, is retired for the last good one, no
     batch lost (None, the default: no watch; a worker the system kills falls back alike).
+    ``ranks``: under ``torch.distributed`` (``"auto"``: the job's process group, made before
+    the first epoch) every rank runs the same config, rank 0's search deciding each switch on
+    every rank's figures (see :mod:`~loadertune.online.agreed`): every rank must iterate
+    the loader; pass None for one only some ranks use (it then tunes on each alone).
 
     >>> loader = loadertune.DataLoader(train_set, batch_size=64, shuffle=True, epochs=10)
     >>> for epoch in range(10):  # doctest: +SKIP
@@ -80,6 +86,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         epochs: int | None = None,
         cache: bool = True,
         max_memory: int | None = None,
+        ranks: Ranks | str | None = "auto",
         controller: Controller | None = None,
     ) -> None:
         from torch.utils.data import IterableDataset
@@ -111,7 +118,10 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             raise ValueError(f"epochs must be >= 1, got {epochs!r}")
         if max_memory is not None and max_memory <= 0:
             raise ValueError(f"max_memory must be a number of bytes > 0, got {max_memory!r}")
+        if ranks is not None and ranks != "auto" and not isinstance(ranks, Ranks):
+            raise ValueError(f"ranks must be 'auto', None or a Ranks, got {ranks!r}")
         self.max_memory = max_memory
+        self._ranks = ranks
         self.knobs, self.epochs, self.cache = knobs, epochs, cache
         self.stages: list[list[Trial]] = []
         self._cuda = _cuda()
@@ -124,6 +134,10 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         if self._controller is None and self.knobs.all_given(self._cuda):
             return super().__iter__()
+        controller = self.controller
+        if isinstance(controller, Agreed):
+            controller.meet(len(self.stages), epoch_length(self))
+            self.tell_if_settled()
         plain = self._plain_epoch()
         if plain is not None:
             return plain
@@ -133,7 +147,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
     @property
     def controller(self) -> Controller:
         if self._controller is None:
-            self._controller = self._autotune()
+            self._controller = self._agreed() or self._autotune()
         return self._controller
 
     @property
@@ -142,8 +156,8 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         the config it runs; ``trials`` one per stretch); None before the first epoch."""
         if not self.stages:
             return None
-        search = self._controller if isinstance(self._controller, Autotune) else None
-        return tuning_result(self, search)
+        agreed = self._controller if isinstance(self._controller, Agreed) else None
+        return tuning_result(self, self._search(), agreed.running if agreed else None)
 
     def save_tuning(self, path: str | Path) -> None:
         """Write :attr:`tuning` as a result document (``loadertune show PATH`` renders it)."""
@@ -164,9 +178,15 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         self.tell_if_settled()
 
     def tell_if_settled(self) -> None:
-        """Once the search has settled: say so, and remember it (once per loader)."""
-        search = self._controller
-        if self._told or not isinstance(search, Autotune) or search.settled is None:
+        """Once the search has settled: say so, and remember it (once per loader; under
+        ranks, rank 0 does, and the others only let their idle loaders go)."""
+        agreed = self._controller if isinstance(self._controller, Agreed) else None
+        if not self._told and agreed is not None and agreed.search is None and agreed.done:
+            self._told = True
+            if self._pool is not None and agreed.running is not None:
+                self._pool.keep_only(agreed.running)
+        search = self._search()
+        if self._told or search is None or search.settled is None:
             return
         self._told = True
         self.settled(search)
@@ -208,7 +228,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         remembered pick to verify): torch's own (see :mod:`plain`), its stretch still told to
         the search (the other configs' idle workers stopped first)."""
         search = self.controller
-        if not isinstance(search, Autotune) or not search.plain_next():
+        if not isinstance(search, Autotune | Agreed) or not search.plain_next():
             return None
         config = search.first(len(self.stages))
         if self._plain is None or self._plain[0] != config:
@@ -219,16 +239,41 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         self.stages.append([trial])
         return PlainEpoch(self._plain[1], trial, lambda t: self.epoch_ended(t, epoch))
 
-    def _autotune(self) -> Autotune:
-        from loadertune.engine.machine import usable_cpus
+    def _search(self) -> Autotune | None:
+        """The search deciding this loader's configs (under ranks, rank 0's; None on the
+        others, and under a controller of the caller's)."""
+        controller = self._controller
+        if isinstance(controller, Agreed):
+            return controller.search
+        return controller if isinstance(controller, Autotune) else None
 
-        fixed = self.knobs.fixed(self._cuda)
-        space = Space(
-            fixed,
+    def _agreed(self) -> Agreed | None:
+        """Under ranks: every rank's controller agreeing over a group of ours, rank 0's with
+        the search (see :mod:`agreed`); None in a process alone."""
+        from loadertune.engine.ranks import joined
+
+        ranks = joined() if self._ranks == "auto" else self._ranks
+        if not isinstance(ranks, Ranks):
+            return None
+        space = self._space()
+        baseline = space.constrain(LoaderConfig()) or LoaderConfig()
+        search = self._autotune(space, local_ranks=ranks.local_world_size) if ranks.leader else None
+        return Agreed(ranks, search, baseline)
+
+    def _space(self) -> Space:
+        return Space(
+            self.knobs.fixed(self._cuda),
             unordered_ok=self.knobs.in_order == "auto",
             cuda=self._cuda,
             start_methods=("forkserver",) if self.knobs.multiprocessing_context == "auto" else (),
         )
+
+    def _autotune(self, space: Space | None = None, local_ranks: int = 1) -> Autotune:
+        """The search; under ranks, on this rank's share of the CPUs (``local_ranks`` on
+        this machine share them)."""
+        from loadertune.engine.machine import usable_cpus
+
+        space = space or self._space()
         remembered = (
             cache.recall(cache.workload_key(self._workload_facts())) if self.cache else None
         )
@@ -236,7 +281,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             space,
             batches=epoch_length(self),
             epochs=self.epochs or 1,
-            usable_cpus=usable_cpus().usable,
+            usable_cpus=max(usable_cpus().usable // max(local_ranks, 1), 1),
             start=remembered.config if remembered else None,
             # a pick from a search the job cut short is a start, not a verdict
             expected_batch_s=remembered.batch_s if remembered and remembered.finished else None,

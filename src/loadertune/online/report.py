@@ -7,6 +7,7 @@ from typing import Any
 
 from loadertune.analysis.document import analyse
 from loadertune.online.search import Autotune
+from loadertune.records.config import LoaderConfig
 from loadertune.records.result import Result
 
 
@@ -60,9 +61,9 @@ def _shape(obj: Any) -> Any:
     return type(obj).__name__
 
 
-def tuning_result(loader: Any, search: Autotune | None) -> Result:
+def tuning_result(loader: Any, search: Autotune | None, pick: LoaderConfig | None = None) -> Result:
     """Every stretch of every epoch as a trial (the search's judged snapshots first), the
-    running config as the pick."""
+    running config as the pick (``pick``: the one rank 0's search gave, on another rank)."""
     from loadertune.engine.machine import machine_facts
 
     facts = loader._workload_facts()
@@ -78,6 +79,7 @@ def tuning_result(loader: Any, search: Autotune | None) -> Result:
         },
         settings={"online": True, "epochs": loader.epochs},
         trials=trials,
+        pick=pick,
     )
     if search is not None:
         ran = {t.config for t in trials}

@@ -12,7 +12,6 @@ epochs follow, and stays.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import statistics
@@ -27,6 +26,7 @@ from loadertune.online.stretch import (
     cpu_per_batch_s,
     enough,
     per_batch_s,
+    snapshot,
     steady_per_batch_s,
     step_per_batch_s,
     wait_per_batch_s,
@@ -141,6 +141,11 @@ class Autotune:
             config if left * per_batch_s(stage) >= WORTH_STARTUPS * self._start_s(config) else None
         )
 
+    def passed(self, batches: int) -> None:
+        """``batches`` of the job went by without the search being asked (under ranks it is
+        asked at the ranks' check-ins only)."""
+        self.seen += batches
+
     def _quick_allowed(self, stage: Trial) -> bool:
         """Whether ``stage`` may be judged from its first batch or two: the search's first
         stretch, without workers, not a cached pick being verified."""
@@ -227,13 +232,10 @@ class Autotune:
         return self.epochs > 1 and bool(config.num_workers) and not fixed
 
     def _keep(self, stage: Trial) -> None:
-        """A snapshot of the stretch as judged (the live one still records its drain)."""
-        kept = copy.deepcopy(stage)
+        """A snapshot of the stretch as judged (the live one still records its drain; one
+        another rank sent is its own snapshot already)."""
+        kept = snapshot(stage, self.cpu_now)
         kept.config = self._as_proposed(stage.config)
-        if kept.step_end_s:
-            kept.cpu.append((kept.step_end_s[-1], self.cpu_now()))
-        kept.trim()
-        kept.round_raw()
         if kept.step_end_s and kept.batches:
             per_batch = [per_batch_s(t) for t in self.trials]
             best_s = min(per_batch, default=per_batch_s(kept))

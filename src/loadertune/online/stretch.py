@@ -3,8 +3,10 @@ each batch, and whether it ran long enough to judge (the figures the online sear
 
 from __future__ import annotations
 
+import copy
 import os
 import statistics
+from collections.abc import Callable
 
 from loadertune.analysis.timeline import make_s
 from loadertune.records.limits import bare_min_batches
@@ -85,3 +87,19 @@ def enough(stage: Trial, quick: bool) -> bool:
     if stage.batches >= bare_min_batches(stage.config) and steady_s >= MIN_STRETCH_S:
         return True
     return stage.batches >= MIN_STRETCH_BATCHES and steady_s >= SLOW_STRETCH_S
+
+
+def snapshot(stage: Trial, cpu_now: Callable[[], float]) -> Trial:
+    """A copy of the live stretch ``stage`` as it stands, trimmed, its CPU read at its last
+    step's end (the live one goes on recording). A snapshot's snapshot is a plain copy: one
+    made on another rank keeps that rank's CPU reading."""
+    kept = copy.deepcopy(stage)
+    if kept.step_end_s and not _read_at_end(kept):
+        kept.cpu.append((kept.step_end_s[-1], cpu_now()))
+    kept.trim()
+    kept.round_raw()
+    return kept
+
+
+def _read_at_end(trial: Trial) -> bool:
+    return bool(trial.cpu) and trial.cpu[-1][0] >= trial.step_end_s[-1] - 1e-6

@@ -85,9 +85,10 @@ class Adaptive:
             yield LoaderConfig(min(self._climb(best), self._ceiling(history)))
         if not input_bound(best) and w > 1:
             yield LoaderConfig(w // 2)
-        points = _midpoints(w, measured)  # the side loading speed points to first: above
-        # while the step still waits (a U-shaped curve's bottom can lie between w and a
-        # climb that overshot), below when it no longer does
+        points = _midpoints(w, measured, _epoch_batches(best))
+        # the side loading speed points to first: above while the step still waits (a
+        # U-shaped curve's bottom can lie between w and a climb that overshot), below when
+        # it no longer does
         yield from (LoaderConfig(n) for n in (points[::-1] if input_bound(best) else points))
 
     def _past_one(self, history: History) -> Iterator[LoaderConfig]:
@@ -108,14 +109,18 @@ class Adaptive:
     def _climb(self, best: Summary) -> int:
         """Where to look above the best count, which is also the highest measured: where the
         model fitted to it points, when that is well above; just above, when the model says
-        it is enough (to see it stop helping); else by a fixed factor."""
-        w = best.config.num_workers
+        it is enough (to see it stop helping); else by a fixed factor. Each in whole rounds
+        of the epoch's batches (see :func:`fewest_for_rounds`)."""
+        w, batches = best.config.num_workers, _epoch_batches(best)
         suggested = self.model(best, self.usable_cpus)
+        if suggested is not None:
+            suggested = fewest_for_rounds(batches, suggested)
         if suggested is not None and suggested > w * (1 + REFINE_GAP):
             return suggested
         if suggested is not None:
-            return max(w + 1, math.ceil(CLIMB_CHECK * w))
-        return (CLIMB_IDLE if workers_idle(best, self.usable_cpus) else CLIMB_BUSY) * w
+            return max(w + 1, math.ceil(CLIMB_CHECK * w), fewer_rounds(batches, w))
+        factor = CLIMB_IDLE if workers_idle(best, self.usable_cpus) else CLIMB_BUSY
+        return fewest_for_rounds(batches, factor * w)
 
     def _room_above(self, history: History, w: int) -> bool:
         return w < self._ceiling(history)
@@ -145,14 +150,41 @@ class Adaptive:
             yield combined
 
 
-def _midpoints(w: int, measured: list[int]) -> list[int]:
-    """Counts halfway to the nearest measured neighbours of ``w``, while the gap is wide."""
+def fewest_for_rounds(batches: int | None, workers: int) -> int:
+    """The fewest workers that make an epoch of ``batches`` in as few rounds as ``workers``
+    do. Each worker makes every n-th batch, so an epoch lasts its busiest worker's
+    ``ceil(batches / n)`` batches: with 16 batches a rank, 13 workers take 2 rounds, as 8
+    do, and only 16 take one (2 ranks on 2 cores, storage: tune stopped at 8, 1.19x slower
+    than 16). An epoch of thousands of batches is left as it is."""
+    if not batches or workers < 1:
+        return workers
+    return math.ceil(batches / math.ceil(batches / workers))
+
+
+def fewer_rounds(batches: int | None, workers: int) -> int:
+    """The fewest workers that make an epoch of ``batches`` in a round fewer than
+    ``workers`` do (``workers`` itself where one round is all it takes)."""
+    if not batches or workers < 1:
+        return workers + 1
+    rounds = math.ceil(batches / workers)
+    return math.ceil(batches / (rounds - 1)) if rounds > 1 else workers
+
+
+def _epoch_batches(summary: Summary) -> int | None:
+    return next((t.epoch_batches for t in summary.trials if t.epoch_batches), None)
+
+
+def _midpoints(w: int, measured: list[int], batches: int | None = None) -> list[int]:
+    """Counts halfway to the nearest measured neighbours of ``w``, while the gap is wide (in
+    whole rounds of an epoch's ``batches``: none on a neighbour's or ``w``'s plateau)."""
     below = [n for n in measured if n < w]
     above = [n for n in measured if n > w]
     points = []
     for neighbour in (max(below, default=None), min(above, default=None)):
         if neighbour is not None and abs(neighbour - w) > max(1, REFINE_GAP * w):
-            points.append((neighbour + w) // 2)
+            point = fewest_for_rounds(batches, (neighbour + w) // 2)
+            if point not in (w, neighbour):
+                points.append(point)
     return points
 
 
