@@ -106,6 +106,30 @@ def test_bad_arguments() -> None:
         bench(workload, [LoaderConfig()], repeats=0)
 
 
+class SignalBecomesAnError(Rows):
+    """As if Ctrl-C landed inside library code that turned it into an error of its own."""
+
+    def __getitem__(self, index: int):  # type: ignore[no-untyped-def]
+        from loadertune.engine import watchdog as guard
+
+        if index == 3:
+            guard._interrupt_requested.set()  # the CLI's handler ran...
+            raise RuntimeError("a library caught the KeyboardInterrupt")  # ...and this came out
+        return super().__getitem__(index)
+
+
+def test_an_error_raised_while_an_interrupt_is_pending_is_the_interrupt() -> None:
+    with pytest.raises(Interrupted) as info:
+        bench(
+            Workload(SignalBecomesAnError(16), batch_size=4, shuffle=False),
+            [LoaderConfig(0)],
+            repeats=1,
+            limits=LIMITS,
+        )
+    (cut,) = info.value.result.trials
+    assert cut.error is not None and cut.error.kind == "interrupted"
+
+
 def test_an_interrupt_swallowed_during_fork_is_raised_at_the_next_trial() -> None:
     """Python ignores a KeyboardInterrupt raised in an at-fork handler; the CLI's handler
     remembers it, and the next safe point raises it again."""

@@ -196,7 +196,7 @@ def test_a_signal_during_a_trial_exits_130_keeping_the_trials_and_no_process(
     doc = json.loads(out.read_text())
     assert doc["interrupted"] is True
     assert doc["trials"][0]["status"] == "ok"  # the finished trial is kept whole
-    assert doc["trials"][-1]["error_kind"] == "interrupted"
+    assert doc["trials"][-1]["error_kind"] == "interrupted", doc["trials"][-1]
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temp file left
 

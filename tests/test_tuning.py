@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fakes import Measured, summaries
+from fakes import Measured, summaries, timed
 from loadertune import LoaderConfig as C
 from loadertune import Workload, tune
+from loadertune.records.trial import Trial
 from loadertune.tuning.adaptive import Adaptive, fewer_rounds, fewest_for_rounds
 from loadertune.tuning.history import History
 from loadertune.tuning.pick import noise_band, pick
@@ -71,6 +72,26 @@ def test_a_short_epoch_is_climbed_in_whole_rounds_of_its_batches() -> None:
     assert 16 in plain
     assert not any(8 < n < 16 for n in plain)  # no trial on the plateau of 8
     assert max(plain) <= 16  # and none past one round
+
+
+def test_a_higher_count_that_lost_on_startups_is_tried_kept_alive() -> None:
+    # 2 epochs: w=8 loses to w=4 when it starts its workers each epoch (0.5 s against 0.1 s),
+    # but kept alive its second epoch runs at 5 ms a batch against w=4's 20 ms
+    strategy = Adaptive(usable_cpus=2, max_workers=8, epochs=2, start_methods=())
+    four, eight = timed(4, 0.02, 0.001, startup_s=0.1), timed(8, 0.005, 0.001, startup_s=0.5)
+    kept_four = timed(4, 0.02, 0.001, startup_s=0.1, persistent=True, warm_s=0.02)
+    others = [timed(n, 0.05 - 0.006 * n, 0.001, startup_s=0.04 * n) for n in (0, 1, 2, 3, 5)]
+    assert C(8, persistent_workers=True) in _wanted(strategy, [*others, four, eight, kept_four])
+    # ... but not where its startup paid once still loses
+    slow_eight = timed(8, 0.018, 0.001, startup_s=0.5)
+    assert C(8, persistent_workers=True) not in _wanted(
+        strategy, [*others, four, slow_eight, kept_four]
+    )
+
+
+def _wanted(strategy: Adaptive, trials: list[Trial]) -> list[C]:
+    history = History(summaries(*trials), {})
+    return list(strategy._wanted(history))
 
 
 def test_workers_in_whole_rounds() -> None:

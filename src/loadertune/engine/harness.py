@@ -22,7 +22,12 @@ from typing import Any, Protocol, Self
 import psutil
 
 from loadertune.engine.heard import hearing
-from loadertune.engine.watchdog import Watchdog, check_interrupt, clear_interrupt
+from loadertune.engine.watchdog import (
+    Watchdog,
+    check_interrupt,
+    clear_interrupt,
+    interrupt_pending,
+)
 
 REAP_GRACE_S = 2.0  # SIGTERM first; a child still alive after this gets SIGKILL
 
@@ -63,6 +68,8 @@ class Harness(Protocol):
 
     def clear_interrupt(self) -> None: ...
 
+    def interrupt_pending(self) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Offline:
@@ -96,6 +103,9 @@ class Offline:
     def clear_interrupt(self) -> None:
         clear_interrupt()
 
+    def interrupt_pending(self) -> bool:
+        return interrupt_pending()
+
 
 @dataclass(frozen=True)
 class Guest:
@@ -123,6 +133,9 @@ class Guest:
 
     def clear_interrupt(self) -> None:
         """Nothing to clear: see :meth:`check_interrupt`."""
+
+    def interrupt_pending(self) -> bool:
+        return False
 
 
 OFFLINE = Offline()

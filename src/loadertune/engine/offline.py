@@ -122,13 +122,15 @@ class _Run:
                 self._loop(watchdog)
                 self._after_loop(loader)
             _raise_if_stopped(self.watch)  # decided as the loop ended, with no signal to send
-        except KeyboardInterrupt as exc:
-            harness.clear_interrupt()
-            self.trial.status = FAILED
-            self.trial.error = TrialError("interrupted", "interrupted by the user")
-            raise TrialInterrupted(self.trial) from exc
-        except BaseException as exc:  # noqa: BLE001 - user code may raise anything; we report it
-            self._failed(exc)
+        except BaseException as exc:  # user code may raise anything
+            # A signal wins: torch or user code it landed in may have raised something else.
+            if not isinstance(exc, KeyboardInterrupt) and not harness.interrupt_pending():
+                self._failed(exc)
+            else:
+                harness.clear_interrupt()
+                self.trial.status = FAILED
+                self.trial.error = TrialError("interrupted", "interrupted by the user")
+                raise TrialInterrupted(self.trial) from exc
         finally:
             self._stop()
             self._keep_raw()

@@ -29,6 +29,11 @@ def clear_interrupt() -> None:
     _interrupt_requested.clear()
 
 
+def interrupt_pending() -> bool:
+    """An interrupt arrived and was not handled yet: whatever it set off is not the cause."""
+    return _interrupt_requested.is_set()
+
+
 def check_interrupt() -> None:
     """Raise KeyboardInterrupt if an interrupt arrived and was swallowed."""
     if _interrupt_requested.is_set():

@@ -8,9 +8,11 @@ enough it looks a quarter higher, to see the curve turn. Without a model (a tria
 the stamps) it steps up four times when the workers leave CPUs idle, twice when CPUs are
 saturated. It stops as soon as a step up does not win. When the step no longer waits it looks
 lower, for a cheaper count within noise. Gaps around the best are then halved, upward first
-while the step waits. Last, at the best count: persistent workers (when several epochs are
-planned), a deeper prefetch and unordered delivery (when the step still waits), another start
-method, pinned memory (CUDA), and Lightning's rule (CPUs - 1) for the report.
+while the step waits. Counts are taken in whole rounds of an epoch's batches (a short epoch
+lasts its busiest worker's share). Last, at the best count: persistent workers (when several
+epochs are planned, and at a higher count whose startup, paid once, would then win), a deeper
+prefetch and unordered delivery (when the step still waits), another start method, pinned
+memory (CUDA), and Lightning's rule (CPUs - 1) for the report.
 """
 
 from __future__ import annotations
@@ -133,11 +135,30 @@ class Adaptive:
     def _workers_settled(self, history: History) -> bool:
         return all(c in history.tried for c in self._workers(history))
 
+    def _kept_rivals(self, history: History, w: int) -> Iterator[LoaderConfig]:
+        """Higher counts that lost to ``w`` on a start every epoch, kept alive where their
+        startup paid once would beat ``w`` kept alive (see :func:`startup_once_s`): the job
+        runs persistent workers, and more workers pay more startup (4 ranks on 2 cores,
+        storage: w=8 lost to w=4 started each epoch, and ran 2 persistent epochs 11% faster)."""
+        kept = next((s for s in history.usable() if s.config == _kept(w)), None)
+        planned = [t.planned_s(self.epochs) for t in kept.ok_trials] if kept else []
+        measured = sorted(p for p in planned if p is not None)
+        if not measured:
+            return
+        for summary in history.usable():
+            n = summary.config.num_workers
+            if summary.config != LoaderConfig(n) or n <= w:
+                continue
+            estimate = startup_once_s(summary, self.epochs)
+            if estimate is not None and estimate < measured[len(measured) // 2]:
+                yield _kept(n)
+
     def _knobs(self, history: History, w: int) -> Iterator[LoaderConfig]:
         best = history.best(plain=True)
         waiting = best is not None and input_bound(best)
         if self.epochs > 1:
             yield LoaderConfig(w, persistent_workers=True)
+            yield from self._kept_rivals(history, w)
         if waiting:
             yield LoaderConfig(w, prefetch_factor=DEEP_PREFETCH)
             if self.unordered_ok:
@@ -148,6 +169,25 @@ class Adaptive:
         combined = _combine(history, w)
         if combined is not None:
             yield combined
+
+
+def startup_once_s(summary: Summary, epochs: int) -> float | None:
+    """``epochs`` of a config measured starting its workers every epoch, as if it kept them:
+    the first epoch as measured, each further one without the startup (the time to its first
+    batch), plus one batch at the steady rate (a kept worker still makes the next epoch's
+    first batch). Median over its trials; None without a steady rate."""
+    estimates = []
+    for trial in summary.ok_trials:
+        epoch, startup, rate = trial.epoch_s, trial.startup_s, trial.rate
+        if epoch is None or startup is None or rate is None or rate.batches_per_s <= 0:
+            continue
+        warm_epoch = epoch - startup + 1 / rate.batches_per_s
+        estimates.append(epoch + warm_epoch * (epochs - 1))
+    return sorted(estimates)[len(estimates) // 2] if estimates else None
+
+
+def _kept(workers: int) -> LoaderConfig:
+    return LoaderConfig(workers, persistent_workers=True)
 
 
 def fewest_for_rounds(batches: int | None, workers: int) -> int:
