@@ -471,12 +471,17 @@ def test_datasets_of_one_class_and_length_but_other_samples_get_other_cache_keys
 
 @pytest.mark.workers
 def test_a_search_the_job_cut_short_is_remembered_as_a_start_not_a_verdict(
-    cache_dir: Path,
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from loadertune.online import search as online_search
     from loadertune.online.search import Autotune
 
+    # the job's end, not the share of it trying may take, is what stops this search (a slow
+    # machine's worker starts could spend that share first: a verdict of its own)
+    monkeypatch.setattr(online_search, "EXPLORE_SHARE", 100.0)
+
     def loader() -> loadertune.DataLoader:
-        return loadertune.DataLoader(Indexed(384, cost_s=0.002), batch_size=8, epochs=1)
+        return loadertune.DataLoader(Indexed(384, cost_s=0.004), batch_size=8, epochs=1)
 
     first = loader()
     try:
