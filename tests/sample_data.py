@@ -15,6 +15,23 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 
+class Indexed(Dataset[tuple[int, torch.Tensor]]):
+    """Sample ``i`` is ``(i, row)``; ``cost_s`` of sleep per sample (a storage read)."""
+
+    def __init__(self, n: int, cost_s: float = 0.0, bad: int | None = None) -> None:
+        self.n, self.cost_s, self.bad = n, cost_s, bad
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        if index == self.bad:
+            raise ValueError(f"corrupt record {index}")
+        if self.cost_s:
+            time.sleep(self.cost_s)
+        return index, torch.full((4,), float(index))
+
+
 class Rows(Dataset[torch.Tensor]):
     """``n`` rows of ``width`` floats; ``cost_s`` seconds of sleep per sample (storage latency)."""
 

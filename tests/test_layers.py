@@ -20,6 +20,7 @@ RANK = {
     "tuning": 3,
     "online": 4,
     "cli": 5,
+    "lightning": 5,
     "": 6,
 }
 MAX_LINES = 400

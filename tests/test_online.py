@@ -13,30 +13,14 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import IterableDataset
 
 import loadertune
 from loadertune.analysis.document import document
 from loadertune.online.cache import CACHE_ENV
 from loadertune.records.config import LoaderConfig
 from loadertune.records.trial import Trial
-
-
-class Indexed(Dataset[tuple[int, torch.Tensor]]):
-    """Sample ``i`` is ``(i, row)``; ``cost_s`` of sleep per sample (a storage read)."""
-
-    def __init__(self, n: int, cost_s: float = 0.0, bad: int | None = None) -> None:
-        self.n, self.cost_s, self.bad = n, cost_s, bad
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
-        if index == self.bad:
-            raise ValueError(f"corrupt record {index}")
-        if self.cost_s:
-            time.sleep(self.cost_s)
-        return index, torch.full((4,), float(index))
+from sample_data import Indexed
 
 
 class Counting(IterableDataset[int]):
@@ -507,3 +491,21 @@ def test_a_job_too_short_to_try_more_leaves_the_search_unfinished_only_if_more_w
     search.first(0)
     search.epoch_ended(_stretch(LoaderConfig(0), 0.01))  # 0.12 s of waiting left to win
     assert search.settled is not None and search.finished is finished
+
+
+def test_plain_epochs_a_loop_takes_whole_without_asking_past_count_complete(
+    cache_dir: Path,
+) -> None:
+    """Settled without workers, each epoch is torch's own iterator; one that Lightning's islice
+    took whole (never asking past its end) still counts complete."""
+    import itertools
+
+    loader = loadertune.DataLoader(Indexed(2000), batch_size=8, epochs=6)
+    for _ in range(6):
+        batches = list(itertools.islice(iter(loader), len(loader)))
+        assert sum(len(indices) for indices, _ in batches) == 2000
+    loader.end_epoch()
+    assert loader.tuning is not None and loader.tuning.best is not None
+    assert loader.tuning.best.config.num_workers == 0
+    plain = [epoch[0] for epoch in loader.stages[1:] if len(epoch) == 1]
+    assert plain and all(trial.complete for trial in plain)

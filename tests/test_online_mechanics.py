@@ -275,3 +275,42 @@ def test_the_users_collate_error_reaches_the_user(plan: list[tuple[LoaderConfig,
         loader.close()
     assert seen == [list(range(k, k + 5)) for k in range(0, 30, 5)]  # every batch before it
     assert [t.config for t in loader.stages[0]] == [c for c, _ in plan]  # no fallback taken
+
+
+class _Told(Planned):
+    """A plan that notes each epoch's end it is told (the stretch's batches)."""
+
+    def __init__(self, plan: list[tuple[LoaderConfig, int]]) -> None:
+        super().__init__(plan)
+        self.told: list[int] = []
+
+    def epoch_ended(self, stage: object) -> None:
+        self.told.append(stage.batches)  # type: ignore[attr-defined]
+
+
+def test_an_epoch_taken_whole_without_asking_past_its_end_is_told_ended() -> None:
+    """Lightning's loops (an islice of the epoch's length) never ask past the last batch: the
+    epoch counts as ended as the next one starts, or at ``end_epoch()``."""
+    import itertools
+
+    told = _Told([(W0, 99)])
+    loader = DataLoader(Numbered(20), batch_size=5, controller=told)
+    held = []
+    for _ in range(2):
+        iterator = iter(loader)
+        held.append(iterator)  # still referenced: not closed by collection
+        assert len(list(itertools.islice(iterator, len(loader)))) == 4
+    assert len(told.told) == 1  # the first, told as the second started
+    loader.end_epoch()
+    assert len(told.told) == 2
+    loader.end_epoch()  # once only
+    assert len(told.told) == 2
+
+
+def test_an_epoch_left_before_its_last_batch_is_not_told_ended() -> None:
+    told = _Told([(W0, 99)])
+    loader = DataLoader(Numbered(20), batch_size=5, controller=told)
+    iterator = iter(loader)
+    next(iterator)
+    loader.end_epoch()
+    assert told.told == []

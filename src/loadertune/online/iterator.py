@@ -141,8 +141,20 @@ class OnlineIterator(Iterator[Any]):
             trial.trim()
             trial.round_raw()
 
+    def end_if_handed_out(self) -> None:
+        """The loop took every batch of the epoch but never asked past the last (Lightning's
+        loops stop at the epoch's length): the epoch ended whole, its last step untimed (what
+        came after it, validation say, is not the step's)."""
+        if self._ended or self.iterable or self.length is None:
+            return
+        if self._position >= self.length:
+            self._open = None
+            self._end(whole=True)
+
     def close(self) -> None:
-        """The loop left before the epoch's end: stop its stages now."""
+        """The loop left before the epoch's end: stop its stages now (an epoch it took whole
+        still counts whole)."""
+        self.end_if_handed_out()
         if not self._ended:
             self._end(whole=False)
 

@@ -77,9 +77,36 @@ class Knobs:
             "in_order": True if self.in_order == AUTO else self.in_order,
         }
 
+    def given(self) -> dict[str, Any]:
+        """The tuned knobs' attributes as the user passed them (see :class:`TorchKnob`)."""
+        names = ("num_workers", "prefetch_factor", "persistent_workers", "pin_memory", "in_order")
+        return {name: getattr(self, name) for name in names}
+
     def _context_name(self) -> str | None:
         context = self.multiprocessing_context
         if context is None or isinstance(context, str):
             return context
         name = getattr(context, "_name", None)  # a multiprocessing context object
         return name if isinstance(name, str) else None
+
+
+class TorchKnob:
+    """A worker knob's attribute on :class:`~loadertune.online.loader.DataLoader`: reading it
+    gives torch's value (what torch's constructor stored, which torch's iterators use), while
+    ``vars(loader)`` shows what the user passed (None or ``"auto"`` for a tuned knob). Lightning
+    re-creates a loader passed to ``fit`` from ``vars()`` to inject its distributed sampler;
+    torch's values there would pass a tuned knob as given (``num_workers=0``)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_torch_{name}"
+
+    def __get__(self, loader: object, owner: type | None = None) -> Any:
+        if loader is None:
+            return self
+        try:
+            return vars(loader)[self.slot]
+        except KeyError:  # before torch's constructor set it
+            raise AttributeError(self.slot[len("_torch_") :]) from None
+
+    def __set__(self, loader: object, value: Any) -> None:
+        vars(loader)[self.slot] = value

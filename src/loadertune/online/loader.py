@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from loadertune.online.agreed import Agreed
 from loadertune.online.control import Controller
 from loadertune.online.feed import epoch_length
 from loadertune.online.iterator import OnlineIterator
-from loadertune.online.knobs import Knobs
+from loadertune.online.knobs import Knobs, TorchKnob
 from loadertune.online.plain import PlainEpoch, plain_loader
 from loadertune.online.report import tuning_result, workload_facts
 from loadertune.online.search import Autotune, Space
@@ -62,6 +63,14 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
     ...         train_step(batch)
     >>> loader.tuning.best.loader_kwargs  # doctest: +SKIP
     """
+
+    # torch's values when read; vars() shows what was passed, so a loader re-created from its
+    # attributes (as Lightning does) tunes again (see TorchKnob)
+    num_workers = TorchKnob()
+    prefetch_factor = TorchKnob()
+    persistent_workers = TorchKnob()
+    pin_memory = TorchKnob()
+    in_order = TorchKnob()
 
     def __init__(  # noqa: PLR0917 - torch's signature, then ours
         self,
@@ -114,6 +123,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             pin_memory_device=pin_memory_device,
             **knobs.torch_kwargs(),
         )
+        vars(self).update(knobs.given())
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs!r}")
         if max_memory is not None and max_memory <= 0:
@@ -130,19 +140,30 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         self._facts: dict[str, Any] | None = None
         self._told = False  # the settle was logged and cached
         self._plain: tuple[LoaderConfig, Any] | None = None  # a pick without workers, its loader
+        self._last_epoch: weakref.ref[OnlineIterator | PlainEpoch] | None = None
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         if self._controller is None and self.knobs.all_given(self._cuda):
             return super().__iter__()
+        self.end_epoch()
         controller = self.controller
         if isinstance(controller, Agreed):
             controller.meet(len(self.stages), epoch_length(self))
             self.tell_if_settled()
-        plain = self._plain_epoch()
-        if plain is not None:
-            return plain
-        seed = self._draw_base_seed()
-        return OnlineIterator(self, self._stage_pool(seed), len(self.stages))
+        epoch: OnlineIterator | PlainEpoch | None = self._plain_epoch()
+        if epoch is None:
+            seed = self._draw_base_seed()
+            epoch = OnlineIterator(self, self._stage_pool(seed), len(self.stages))
+        self._last_epoch = weakref.ref(epoch)
+        return epoch
+
+    def end_epoch(self) -> None:
+        """The loop's epoch is over: one that took every batch but never asked past the last
+        (Lightning's loops stop at the epoch's length) is told as ended whole now. Also done
+        as the next epoch starts; a loop that runs the loader to its end needs neither."""
+        last = self._last_epoch() if self._last_epoch is not None else None
+        if last is not None:
+            last.end_if_handed_out()
 
     @property
     def controller(self) -> Controller:

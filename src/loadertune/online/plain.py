@@ -45,6 +45,7 @@ class PlainEpoch(Iterator[Any]):
         self._clock = time.perf_counter
         self._start = self._clock()
         self._iterator = iter(plain)
+        self._length: int | None = len(plain) if hasattr(plain.sampler, "__len__") else None
         self._asked = self._ready = 0.0
         self._open = False  # a batch returned, its step not ended yet
         self._done = False
@@ -78,17 +79,29 @@ class PlainEpoch(Iterator[Any]):
         trial.done_s.append(self._ready)  # made in this process: done as it was returned
         trial.worker_id.append(MAIN_PROCESS)
 
-    def _finish(self, *, complete: bool) -> None:
+    def _finish(self, *, complete: bool, end_s: float | None = None) -> None:
         self._done = True
         trial = self.trial
         trial.trim()
         trial.round_raw()
         if complete:
-            trial.complete, trial.end_s = True, round(self._clock() - self._start, 6)
+            end = self._clock() - self._start if end_s is None else end_s
+            trial.complete, trial.end_s = True, round(end, 6)
             self._ended(trial)
 
+    def end_if_handed_out(self) -> None:
+        """The loop took every batch but never asked past the last (as Lightning's loops
+        do): the epoch ended complete, at its last batch (its step untimed)."""
+        handed = len(self.trial.n_samples)
+        if self._done or self._length is None or handed < self._length:
+            return
+        self._open = False
+        self._finish(complete=True, end_s=self._ready)
+
     def close(self) -> None:
-        """The loop left before the epoch's end: the last step closed, the stretch kept."""
+        """The loop left before the epoch's end: the last step closed, the stretch kept (an
+        epoch it took whole still counts complete)."""
+        self.end_if_handed_out()
         if not self._done:
             if self._open:
                 self._record(self._clock() - self._start)
