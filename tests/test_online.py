@@ -509,3 +509,22 @@ def test_plain_epochs_a_loop_takes_whole_without_asking_past_count_complete(
     assert loader.tuning.best.config.num_workers == 0
     plain = [epoch[0] for epoch in loader.stages[1:] if len(epoch) == 1]
     assert plain and all(trial.complete for trial in plain)
+
+
+@pytest.mark.workers
+def test_the_search_never_starts_more_workers_than_an_epoch_has_batches(cache_dir: Path) -> None:
+    loader = loadertune.DataLoader(Indexed(48, cost_s=0.004), batch_size=8, epochs=6)
+    for _ in range(6):
+        assert sorted(_epoch(loader)) == list(range(48))
+    ran = {trial.config.num_workers for epoch in loader.stages for trial in epoch}
+    assert max(ran) <= 6, ran
+
+
+def test_a_pick_made_alone_is_not_the_cache_key_of_one_under_ranks(cache_dir: Path) -> None:
+    from loadertune.online.cache import workload_key
+    from loadertune.online.report import workload_facts
+
+    alone = loadertune.DataLoader(Indexed(64), batch_size=8)
+    ranked = loadertune.DataLoader(Indexed(64), batch_size=8)
+    ranked._rank_facts = {"world_size": 4, "local": 4}  # as _agreed() sets it under ranks
+    assert workload_key(workload_facts(alone)) != workload_key(workload_facts(ranked))

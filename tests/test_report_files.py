@@ -29,6 +29,20 @@ def test_the_markdown_report_has_the_table_verdict_advice_and_timeline() -> None
     assert "![timeline](timeline.png)" in text
 
 
+def test_a_result_measured_on_ranks_says_so_in_the_report() -> None:
+    result = classic_like()
+    result.distributed = {
+        "world_size": 2,
+        "local_world_size": 2,
+        "nodes": 1,
+        "backend": "gloo",
+        "cpus_per_local_rank": 1,
+    }
+    text = report_markdown(result, with_plots=False)
+    assert "## Ranks" in text and "Measured on 2 ranks (1 node x 2 local, gloo)" in text
+    assert "## Ranks" not in report_markdown(classic_like(), with_plots=False)
+
+
 def test_without_plots_the_report_links_no_png() -> None:
     assert ".png" not in report_markdown(classic_like(), with_plots=False)
 

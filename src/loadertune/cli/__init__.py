@@ -7,6 +7,7 @@ One module per command (``bench``, ``tune``, ``profile``, ``show``, ``demo``), e
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -50,10 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _error("interrupted")
+        _error("interrupted", leader_only=True)
         return EXIT_INTERRUPTED
     except RankLostError as exc:
-        _error(str(exc))
+        _error(str(exc), leader_only=True)
         return EXIT_INTERRUPTED
     finally:
         if getattr(args, "ranks", None) is not None:
@@ -71,5 +72,11 @@ def _ranks(name: str) -> Ranks | None:
     return from_env()
 
 
-def _error(message: str) -> None:
-    sys.stderr.write(f"loadertune: error: {message}\n")
+def _error(message: str, *, leader_only: bool = False) -> None:
+    """One line on stderr; under torchrun, rank 0's alone where every rank has the same to say
+    (an interrupt), and marked with the rank elsewhere (a usage error may be one rank's)."""
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if rank and leader_only:
+        return
+    where = f" (rank {rank})" if rank else ""
+    sys.stderr.write(f"loadertune: error{where}: {message}\n")

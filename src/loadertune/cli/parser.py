@@ -15,6 +15,9 @@ EPILOG = f"""\
 TARGET is path/to/file.py:name or package.module:name, where name is a Dataset, a DataLoader,
 or a zero-argument callable returning one. A --step target is a function of one batch.
 
+Under torchrun (torchrun --nproc-per-node N -m loadertune tune ...) every local rank measures
+at once, rank 0 deciding and printing; torchrun itself exits 1 when any rank exits non-zero.
+
 {exit_codes_help()}"""
 
 # tune's --strategy values and how the help names them; the library maps a name to a class.

@@ -129,7 +129,7 @@ class _Run:
             else:
                 harness.clear_interrupt()
                 self.trial.status = FAILED
-                self.trial.error = TrialError("interrupted", "interrupted by the user")
+                self.trial.error = TrialError("interrupted", "interrupted (Ctrl-C or SIGTERM)")
                 raise TrialInterrupted(self.trial) from exc
         finally:
             self._stop()

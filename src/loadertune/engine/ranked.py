@@ -96,7 +96,7 @@ def leading(ranks: Ranks | None) -> Iterator[Lead]:
     try:
         yield lead
     except Interrupted as stop:
-        _end(ranks, {"result": stop.result, "interrupted": True})
+        _end(ranks, {"result": stop.result, "interrupted": True}, gone_expected=True)
         raise
     except BaseException as exc:
         _end(ranks, {"error": f"{type(exc).__name__}: {exc}"})
@@ -104,10 +104,13 @@ def leading(ranks: Ranks | None) -> Iterator[Lead]:
     _end(ranks, {"result": lead.result})
 
 
-def _end(ranks: Ranks | None, arguments: dict[str, Any]) -> None:
+def _end(ranks: Ranks | None, arguments: dict[str, Any], gone_expected: bool = False) -> None:
+    """The run's end told to the other ranks; after an interrupt (which torchrun sends to
+    every rank) they may have gone already, and that needs no word."""
     if ranks is None:
         return
     try:
         ranks.broadcast((END, arguments), wait_s=END_WAIT_S)
     except RankLostError as gone:
-        log.warning("the other ranks were not told the run ended: %s", gone)
+        if not gone_expected:
+            log.warning("the other ranks were not told the run ended: %s", gone)

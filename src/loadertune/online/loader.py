@@ -28,7 +28,7 @@ from loadertune.online.iterator import OnlineIterator
 from loadertune.online.knobs import Knobs, TorchKnob
 from loadertune.online.plain import PlainEpoch, plain_loader
 from loadertune.online.report import tuning_result, workload_facts
-from loadertune.online.search import Autotune, Space
+from loadertune.online.search import MAX_ONLINE_WORKERS, Autotune, Space
 from loadertune.online.stages import Settings, StagePool
 from loadertune.online.stretch import steady_per_batch_s
 from loadertune.records.config import LoaderConfig
@@ -141,6 +141,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         self._told = False  # the settle was logged and cached
         self._plain: tuple[LoaderConfig, Any] | None = None  # a pick without workers, its loader
         self._last_epoch: weakref.ref[OnlineIterator | PlainEpoch] | None = None
+        self._rank_facts: dict[str, int] | None = None  # under ranks: part of the cache key
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         if self._controller is None and self.knobs.all_given(self._cuda):
@@ -276,6 +277,7 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         ranks = joined() if self._ranks == "auto" else self._ranks
         if not isinstance(ranks, Ranks):
             return None
+        self._rank_facts = {"world_size": ranks.world_size, "local": ranks.local_world_size}
         space = self._space()
         baseline = space.constrain(LoaderConfig()) or LoaderConfig()
         search = self._autotune(space, local_ranks=ranks.local_world_size) if ranks.leader else None
@@ -298,9 +300,12 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         remembered = (
             cache.recall(cache.workload_key(self._workload_facts())) if self.cache else None
         )
+        batches = epoch_length(self)
         return Autotune(
             space,
-            batches=epoch_length(self),
+            batches=batches,
+            # a worker past the epoch's batches (a rank's share of them) has none to make
+            max_workers=min(MAX_ONLINE_WORKERS, batches) if batches else MAX_ONLINE_WORKERS,
             epochs=self.epochs or 1,
             usable_cpus=max(usable_cpus().usable // max(local_ranks, 1), 1),
             start=remembered.config if remembered else None,

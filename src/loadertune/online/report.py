@@ -18,13 +18,12 @@ def workload_facts(loader: Any) -> dict[str, Any]:
 
     from loadertune.engine.machine import usable_cpus
 
-    try:
-        samples: int | None = len(loader.dataset)
-    except TypeError:
-        samples = None
+    samples, share = _length(loader.dataset), _length(loader.sampler)
     return {
         "dataset_type": type(loader.dataset).__qualname__,
         "samples": samples,
+        "samples_here": share,  # this rank's share, under a DistributedSampler
+        "ranks": loader._rank_facts,  # a pick made alone is not one for 4 ranks
         "batch_size": loader.batch_size,
         "sampler": type(loader.sampler).__qualname__,
         "batch_sampler": type(loader.batch_sampler).__qualname__,
@@ -36,6 +35,13 @@ def workload_facts(loader: Any) -> dict[str, Any]:
         "usable_cpus": usable_cpus().usable,
         "torch": torch.__version__,
     }
+
+
+def _length(sized: Any) -> int | None:
+    try:
+        return len(sized)
+    except TypeError:
+        return None
 
 
 def _sample_shape(loader: Any) -> Any:

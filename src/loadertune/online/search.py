@@ -47,6 +47,7 @@ COLD_FACTOR = 3.0  # a jump whose workers make a batch this much faster than the
 EXPLORE_SHARE = 0.15  # trying stops once it took this share of the job's projected time
 WORTH_STARTUPS = 1.5  # a move is made only where what it could save is worth 1.5 startups
 STARTUP_PER_WORKER_S = 0.015  # a forked worker's start (10-20 ms here), until one is measured
+MAX_ONLINE_WORKERS = 32  # the most workers tried (fewer where an epoch has fewer batches)
 DRIFT_FACTOR = 1.5  # an epoch this much slower per batch than the pick's stretch: look again
 VERIFY_BAND = 1.25  # a cached pick whose first stretch runs within 25% of its figure stands
 PROBE_RISK = 0.25  # a probe's stretch costs this share of its length on average: a worse
@@ -99,7 +100,7 @@ class Autotune:
     usable_cpus: int
     start: LoaderConfig | None = None
     expected_batch_s: float | None = None  # what the cached start ran at, to verify
-    max_workers: int = 32
+    max_workers: int = MAX_ONLINE_WORKERS
     trials: list[Trial] = field(default_factory=list)
     settled: Pick | None = None
     lost_s: float = 0.0  # stretches' time beyond what the best so far would have taken

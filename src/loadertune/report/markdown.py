@@ -14,6 +14,7 @@ from loadertune.records import units
 from loadertune.records.result import Result
 from loadertune.report import mermaid
 from loadertune.report.headline import headline_lines
+from loadertune.report.ranks import rank_lines
 from loadertune.report.table import caption, results_table, title
 from loadertune.report.tuning import tuning_lines
 from loadertune.report.verdict import warning_lines
@@ -30,6 +31,9 @@ def report_markdown(result: Result, with_plots: bool = True) -> str:
         parts.append(f"_{legend}_")
     parts += _failures(result)
     parts += ["## Pick", _lines(tuning_lines(result) or headline_lines(result))]
+    ranks = rank_lines(result)
+    if ranks:
+        parts += ["## Ranks", _lines(ranks)]
     parts += _verdict(result)
     parts += _advice(result)
     warnings = warning_lines(result)
