@@ -106,9 +106,30 @@ def test_reloaded_loaders_are_rebuilt_too() -> None:
 @pytest.mark.workers
 def test_an_epoch_cut_by_limit_train_batches_trains_only_its_batches() -> None:
     module = Recording(plain)
-    trainer([DataLoaderTuner()], limit_train_batches=5).fit(module)
+    tuner = DataLoaderTuner()
+    trainer([tuner], limit_train_batches=5).fit(module)
     for indices in module.seen.values():
         assert len(indices) == 5 * 8 and len(set(indices)) == len(indices)
+    assert tuner.result is not None and tuner.result.tuning is not None
+    assert tuner.result.tuning["settled"]  # the cut epochs were told as the epochs they were
+
+
+def test_the_fits_length_comes_from_max_epochs_or_max_steps() -> None:
+    from types import SimpleNamespace
+
+    from loadertune.lightning import fit_epochs
+
+    def fit(epochs: int, steps: int, accumulate: int = 1) -> SimpleNamespace:
+        return SimpleNamespace(
+            max_epochs=epochs, max_steps=steps, accumulate_grad_batches=accumulate
+        )
+
+    loader = plain("train")  # 24 batches
+    assert fit_epochs(fit(10, -1), loader) == 10
+    assert fit_epochs(fit(-1, 100), loader) == 5
+    assert fit_epochs(fit(10, 30), loader) == 2
+    assert fit_epochs(fit(-1, 30, accumulate=4), loader) == 5
+    assert fit_epochs(fit(-1, -1), loader) is None
 
 
 @pytest.mark.workers

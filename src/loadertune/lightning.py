@@ -16,6 +16,7 @@ Works with ``lightning.pytorch`` or ``pytorch_lightning`` (2.0 or newer), whiche
 from __future__ import annotations
 
 import importlib
+import math
 import warnings
 from collections.abc import Callable, Iterable
 from types import ModuleType
@@ -46,13 +47,15 @@ class DataLoaderTuner(pl.Callback):  # type: ignore[misc, name-defined]
     it trains: ``Trainer(callbacks=[DataLoaderTuner()])``.
 
     ``tune_epochs``: the epochs the search may take (None: as long as it judges worth it over
-    the fit); ``epochs``: how long the fit runs (default ``max_epochs``); ``keep``: worker knobs
-    kept as your loader has them (e.g. ``("pin_memory",)``); ``in_order`` and
-    ``multiprocessing_context``: ``"auto"`` lets them be tuned (default: kept as your
-    loader's); ``cache`` and ``max_memory`` as for :class:`loadertune.DataLoader`.
+    the fit); ``epochs``: how long the fit runs (default: ``max_epochs``, or fewer where
+    ``max_steps`` ends it first); ``keep``: worker knobs kept as your loader has them (e.g.
+    ``("pin_memory",)``); ``in_order`` and ``multiprocessing_context``: ``"auto"`` lets them be
+    tuned (default: kept as your loader's); ``cache`` and ``max_memory`` as for
+    :class:`loadertune.DataLoader`.
 
     After the fit (or from ``on_train_epoch_end`` on), :attr:`result` is what the search
-    measured and chose, as a :class:`~loadertune.Result`.
+    measured and chose, as a :class:`~loadertune.Result`; None where no loader was tuned (a
+    ``DataLoader`` subclass of yours, left alone).
     """
 
     def __init__(
@@ -85,7 +88,8 @@ class DataLoaderTuner(pl.Callback):  # type: ignore[misc, name-defined]
 
     @property
     def result(self) -> Result | None:
-        """The (first) training loader's :attr:`~loadertune.DataLoader.tuning`."""
+        """The (first) training loader's :attr:`~loadertune.DataLoader.tuning`; None where
+        none of the fit's training loaders is ours (or none has run a batch yet)."""
         return next((r for r in self.results if r is not None), None)
 
     @property
@@ -96,10 +100,9 @@ class DataLoaderTuner(pl.Callback):  # type: ignore[misc, name-defined]
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":
             return
-        epochs = self.epochs or (trainer.max_epochs if (trainer.max_epochs or 0) > 0 else None)
-        self._intercept(_source(trainer.fit_loop), epochs)
+        self._intercept(_source(trainer.fit_loop), trainer)
         if self.tune_val:
-            self._intercept(_source(trainer.fit_loop.epoch_loop.val_loop), epochs)
+            self._intercept(_source(trainer.fit_loop.epoch_loop.val_loop), trainer)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         # the loaders as Lightning runs them: its distributed sampler injected, a reload's
@@ -107,7 +110,7 @@ class DataLoaderTuner(pl.Callback):  # type: ignore[misc, name-defined]
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         for loader in self.train_loaders:
-            loader.end_epoch()  # Lightning never asks past an epoch's last batch
+            loader.end_epoch(cut=True)  # Lightning never asks past its epoch's last batch
         if self.tune_epochs is not None and trainer.current_epoch + 1 == self.tune_epochs:
             _conclude(self.train_loaders)
         self._log(trainer, self.train_loaders, "")
@@ -121,7 +124,7 @@ class DataLoaderTuner(pl.Callback):  # type: ignore[misc, name-defined]
             return
         self._val_runs += 1
         for loader in self.val_loaders:
-            loader.end_epoch()
+            loader.end_epoch(cut=True)
         if self.tune_epochs is not None and self._val_runs == self.tune_epochs:
             _conclude(self.val_loaders)
         self._log(trainer, self.val_loaders, "val/")
@@ -133,17 +136,17 @@ class DataLoaderTuner(pl.Callback):  # type: ignore[misc, name-defined]
         if stage == "fit":
             self._close()
 
-    def _intercept(self, source: Any, epochs: int | None) -> None:
+    def _intercept(self, source: Any, trainer: Any) -> None:
         """From now on, the plain torch loaders ``source`` gives come rebuilt as ours."""
         asked = source.dataloader
 
         def dataloader() -> Any:
-            return _rebuilt(asked(), lambda loader: self._ours_for(loader, epochs))
+            return _rebuilt(asked(), lambda loader: self._ours_for(loader, trainer))
 
         source.dataloader = dataloader  # an attribute of this one source, undone at teardown
         self._sources.append(source)
 
-    def _ours_for(self, loader: Any, epochs: int | None) -> Any:
+    def _ours_for(self, loader: Any, trainer: Any) -> Any:
         from torch.utils.data import DataLoader as TorchDataLoader
 
         if isinstance(loader, DataLoader) or not isinstance(loader, TorchDataLoader):
@@ -156,6 +159,7 @@ class DataLoaderTuner(pl.Callback):  # type: ignore[misc, name-defined]
                 stacklevel=2,
             )
             return loader
+        epochs = self.epochs or fit_epochs(trainer, loader)
         return from_loader(loader, **self._adopt, epochs=epochs, **self._ours)
 
     def _log(self, trainer: Any, loaders: list[DataLoader], kind: str) -> None:
@@ -177,6 +181,21 @@ class DataLoaderTuner(pl.Callback):  # type: ignore[misc, name-defined]
         for source in self._sources:
             vars(source).pop("dataloader", None)
         self._sources.clear()
+
+
+def fit_epochs(trainer: Any, loader: Any) -> int | None:
+    """The epochs the fit will run ``loader``: ``max_epochs``, or fewer where ``max_steps``
+    ends it first (steps count optimizer steps: ``accumulate_grad_batches`` batches each)."""
+    epochs: int | None = int(trainer.max_epochs) if (trainer.max_epochs or 0) > 0 else None
+    steps: int | None = int(trainer.max_steps) if (trainer.max_steps or 0) > 0 else None
+    try:
+        batches = len(loader)
+    except TypeError:
+        return epochs
+    if steps is None or not batches:
+        return epochs
+    by_steps = math.ceil(steps * int(trainer.accumulate_grad_batches) / batches)
+    return min(epochs, int(by_steps)) if epochs else int(by_steps)
 
 
 def _source(loop: Any) -> Any:
@@ -220,7 +239,6 @@ def _ours_in(loaders: Any) -> list[DataLoader]:
 def _conclude(loaders: list[DataLoader]) -> None:
     """The epochs given to trying are over: each loader's search settles on its best."""
     for loader in loaders:
-        loader.end_epoch()
         if not loader.stages:
             continue
         controller = loader.controller

@@ -46,7 +46,7 @@ def distributed_facts(ranks: Ranks, usable_cpus: int | None) -> dict[str, Any]:
     per_rank = max((usable_cpus or 1) // local, 1)
     return {
         **ranks.facts(),
-        "cpus_per_local_rank": per_rank,
+        "cpus_per_local_rank": round((usable_cpus or 1) / local, 2),  # 0.5: 4 ranks on 2 CPUs
         "rules": {
             "one per CPU of the rank's share": per_rank,
             "Lightning's cpus // local ranks - 1": max((usable_cpus or 1) // local - 1, 0),

@@ -141,13 +141,14 @@ class OnlineIterator(Iterator[Any]):
             trial.trim()
             trial.round_raw()
 
-    def end_if_handed_out(self) -> None:
+    def end_if_handed_out(self, cut: bool = False) -> None:
         """The loop took every batch of the epoch but never asked past the last (Lightning's
-        loops stop at the epoch's length): the epoch ended whole, its last step untimed (what
-        came after it, validation say, is not the step's)."""
+        loops stop at the epoch's length), or (``cut``) its epoch ended early by its own
+        rule: the epoch ended whole, its last step untimed (what came after it, validation
+        say, is not the step's)."""
         if self._ended or self.iterable or self.length is None:
             return
-        if self._position >= self.length:
+        if cut or self._position >= self.length:
             self._open = None
             self._end(whole=True)
 

@@ -158,13 +158,15 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
         self._last_epoch = weakref.ref(epoch)
         return epoch
 
-    def end_epoch(self) -> None:
+    def end_epoch(self, cut: bool = False) -> None:
         """The loop's epoch is over: one that took every batch but never asked past the last
-        (Lightning's loops stop at the epoch's length) is told as ended whole now. Also done
-        as the next epoch starts; a loop that runs the loader to its end needs neither."""
+        (Lightning's loops stop at the epoch's length) is told as ended whole now; with
+        ``cut``, the loop's epoch ended before the sampler's (Lightning's
+        ``limit_train_batches``), and what ran is told as the epoch. Also done (without
+        ``cut``) as the next epoch starts; a loop that runs the loader out needs neither."""
         last = self._last_epoch() if self._last_epoch is not None else None
         if last is not None:
-            last.end_if_handed_out()
+            last.end_if_handed_out(cut)
 
     @property
     def controller(self) -> Controller:
@@ -220,7 +222,8 @@ class DataLoader(TorchDataLoader):  # type: ignore[type-arg]
             return
         chosen = pick.chosen
         running = search.running or chosen.config
-        log.info("%s settled on %s: %s", self._name(), running.label(), pick.reason)
+        began = f" (started from the cached {search.start.label()})" if search.start else ""
+        log.info("%s settled on %s%s: %s", self._name(), running.label(), began, pick.reason)
         if self._pool is not None:
             self._pool.keep_only(running)
         if self.cache:

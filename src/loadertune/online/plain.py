@@ -89,14 +89,19 @@ class PlainEpoch(Iterator[Any]):
             trial.complete, trial.end_s = True, round(end, 6)
             self._ended(trial)
 
-    def end_if_handed_out(self) -> None:
+    def end_if_handed_out(self, cut: bool = False) -> None:
         """The loop took every batch but never asked past the last (as Lightning's loops
-        do): the epoch ended complete, at its last batch (its step untimed)."""
-        handed = len(self.trial.n_samples)
-        if self._done or self._length is None or handed < self._length:
+        do): the epoch ended complete, at its last batch (its step untimed); or (``cut``) the
+        loop's epoch ended early by its own rule: the stretch is told, not complete."""
+        whole = self._length is not None and len(self.trial.n_samples) >= self._length
+        if self._done or not (whole or cut):
             return
         self._open = False
-        self._finish(complete=True, end_s=self._ready)
+        if whole:
+            self._finish(complete=True, end_s=self._ready)
+        else:
+            self._finish(complete=False)
+            self._ended(self.trial)
 
     def close(self) -> None:
         """The loop left before the epoch's end: the last step closed, the stretch kept (an
