@@ -153,3 +153,76 @@ def test_on_a_machine_without_cuda_auto_is_the_cpu_and_cuda_is_refused() -> None
         check_choice("cuda")
     with pytest.raises(ValueError, match="auto, cuda, cpu"):
         Workload(Rows(8), device="tpu")
+
+
+class _Event:
+    """torch.cuda.Event's shape: recorded on the stream, elapsed_time in milliseconds."""
+
+    clock = FakeClock(0.0)
+
+    def __init__(self, enable_timing: bool = False) -> None:
+        assert enable_timing
+        self.at: float | None = None
+
+    def record(self) -> None:
+        self.at = self.clock()
+
+    def elapsed_time(self, later: _Event) -> float:
+        assert self.at is not None and later.at is not None
+        return (later.at - self.at) * 1000.0
+
+
+def test_the_cuda_device_speaks_torch_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real device's calls, against torch.cuda's names and units (no GPU here)."""
+    from loadertune.engine.device import CudaDevice
+
+    synced: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "Event", _Event)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"Fake GPU {index}")
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: synced.append(True))
+    device = CudaDevice()
+    assert device.name == "cuda:0 Fake GPU 0"
+    device.prepare(4)
+    marks = StepMarks(device)
+    for step_s in (0.002, 0.003, 0.001):
+        marks.before()
+        _Event.clock.advance(step_s)
+        marks.after()
+        _Event.clock.advance(0.001)
+    device.synchronize()
+    starts, ends = marks.read()
+    assert starts == pytest.approx([0.0, 0.003, 0.007]) and ends == pytest.approx(
+        [0.002, 0.006, 0.008]
+    )
+    assert synced == [True]
+
+
+def test_a_batch_is_copied_plain_and_pinned_each_timed_to_a_synchronize() -> None:
+    """Pinning takes PIN_S on the CPU; a plain copy blocks for PLAIN_S; a pinned copy with
+    non_blocking=True returns at once and its transfer takes PINNED_S on the device."""
+    from loadertune.engine.transfer import CopyOps, host_to_device
+
+    pin_s, plain_s, pinned_s = 0.0004, 0.001, 0.0003
+    clock = FakeClock(START)
+    gpu = FakeGpu(clock)
+
+    def pin(t: torch.Tensor) -> torch.Tensor:
+        clock.advance(pin_s)
+        return t
+
+    def copy(t: torch.Tensor, non_blocking: bool) -> torch.Tensor:
+        if non_blocking:
+            gpu.launch(pinned_s)
+        else:
+            clock.advance(plain_s)
+        return t
+
+    batch = [torch.zeros(BATCH, 4), torch.zeros(BATCH, dtype=torch.int64)]
+    out = host_to_device(batch, gpu, ops=CopyOps(pin, copy), clock=clock, rounds=3)
+    assert out is not None and out["bytes"] == BATCH * 4 * 4 + BATCH * 8
+    assert out["plain_s"] == pytest.approx(2 * plain_s)  # two tensors
+    assert out["pin_s"] == pytest.approx(2 * pin_s)
+    assert out["pinned_s"] == pytest.approx(2 * pinned_s) and out["pinned_enqueue_s"] == 0
+    assert out["pin_net_s"] == pytest.approx(2 * (pin_s + pinned_s - plain_s))
+    assert host_to_device([1, 2], gpu, ops=CopyOps(pin, copy), clock=clock) is None
