@@ -20,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from loadertune.records import defaults
+
 MAX_MARKED_STEPS = 20_000  # event pairs per trial: a 10 s trial of 0.5 ms steps; steps past
 # this are not marked (the idle figure covers those before), so a long epoch holds no more
 # CUDA events than this
-CUDA, CPU, AUTO = "cuda", "cpu", "auto"
-DEVICE_CHOICES = (AUTO, CUDA, CPU)
+AUTO, CUDA, CPU = defaults.DEVICES
 
 
 class Device(Protocol):
@@ -91,20 +92,20 @@ def cuda_in_use() -> bool:
 
 
 def device_for(choice: str) -> Device | None:
-    """The device to synchronize and mark for ``choice`` (see :data:`DEVICE_CHOICES`)."""
+    """The device to synchronize and mark for ``choice`` (one of ``defaults.DEVICES``)."""
     if choice == CPU:
         return None
     if choice == CUDA or (choice == AUTO and cuda_in_use()):
         return CudaDevice()
     if choice != AUTO:
-        raise ValueError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}")
+        raise ValueError(f"device must be one of {', '.join(defaults.DEVICES)}, got {choice!r}")
     return None
 
 
 def check_choice(choice: str) -> None:
     """Refuse a device nobody can use: an unknown name, or ``cuda`` without a CUDA device."""
-    if choice not in DEVICE_CHOICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}")
+    if choice not in defaults.DEVICES:
+        raise ValueError(f"device must be one of {', '.join(defaults.DEVICES)}, got {choice!r}")
     if choice == CUDA:
         import torch
 

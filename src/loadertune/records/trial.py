@@ -22,8 +22,8 @@ MAIN_PROCESS = -1  # worker_id recorded when collation ran in the main process
 @dataclass
 class TrialError:
     """Why a trial failed. ``kind`` is exception, step, timeout, unpicklable, worker_died, shm
-    (a worker died of a full /dev/shm), memory (stopped at or before the memory limit) or
-    interrupted."""
+    (a worker died of a full /dev/shm), memory (stopped at or before the memory limit),
+    cuda_fork (a forked worker used CUDA the main process had initialised) or interrupted."""
 
     kind: str
     message: str
