@@ -51,6 +51,8 @@ from gpu_trace import CPU_ACTIVITIES, GPU_ACTIVITIES, STEP, trace_view
 SECTION = gpu_report.SECTION
 BATCH_SIZE = 64
 HAND_TIMEOUT_S = 60  # a hand epoch's batch that takes longer raises (DataLoader(timeout=...))
+EPOCHS_SHARE = 0.55  # the epoch rounds stop at this share of the deadline: tune and the
+# profiler still fit
 
 
 @dataclass(frozen=True)
@@ -293,27 +295,43 @@ class Check:
 
 def check_epochs(check: Check, name: str, dataset: Rows, step: Callable[[Any], None]) -> None:
     """Interleaved rounds: per config one hand epoch and one tool trial, which goes first
-    alternating, configs rotated, so drift hits both alike."""
+    alternating round by round, configs rotated, so drift hits both alike. Rounds stop at the
+    plan's share of the deadline (the medians of the rounds done stand)."""
     from loadertune import Workload
 
     workload = Workload(dataset, step=step, batch_size=BATCH_SIZE, name=name)
     configs = [config_of(w, pin) for pin in (False, True) for w in check.plan.workers]
     rows = check.doc["epochs"].setdefault(name, {})
     for r in range(check.plan.rounds):
+        if r and check.log.elapsed_s > check.plan.deadline_s * EPOCHS_SHARE:
+            check.log(f"{name}: {r} of {check.plan.rounds} rounds, the rest past the deadline")
+            break
         for i in range(len(configs)):
-            config = configs[(i + r) % len(configs)]
-            row = rows.setdefault(config.label(), {"hand_s": [], "tool": []})
-            for side in ("hand", "tool") if (i + r) % 2 else ("tool", "hand"):
+            c = (i + r) % len(configs)
+            config = configs[c]
+            row = rows.setdefault(config.label(), {"hand_s": [], "tool": [], "hand_errors": []})
+            for side in ("hand", "tool") if (r + c) % 2 else ("tool", "hand"):
                 if side == "hand":
-                    row["hand_s"].append(hand_epoch_s(dataset, config, step, check.dev))
+                    _hand(check, row, dataset, config, step)
                 else:
                     row["tool"].append(trial_facts(tool_trial(workload, config)))
             last = row["tool"][-1]
+            hand = row["hand_s"][-1] if row["hand_s"] else None
             check.log(
-                f"{name} round {r + 1}/{check.plan.rounds} {config.label()}: hand "
-                f"{row['hand_s'][-1]:.4f} s, tool {last['epoch_s']} s, idle {last['gpu_idle']}"
+                f"{name} round {r + 1}/{check.plan.rounds} {config.label()}: hand {hand} s, "
+                f"tool {last['epoch_s']} s, GPU idle {last['gpu_idle']}, error {last['error']}"
             )
         check.save()
+
+
+def _hand(
+    check: Check, row: dict[str, Any], dataset: Rows, config: Any, step: Callable[[Any], None]
+) -> None:
+    """One hand epoch into ``row``; one that raises is kept as an error, the rounds go on."""
+    try:
+        row["hand_s"].append(hand_epoch_s(dataset, config, step, check.dev))
+    except Exception as exc:
+        row["hand_errors"].append(f"{type(exc).__name__}: {exc}")
 
 
 def check_pick(check: Check, name: str, dataset: Rows, step: Callable[[Any], None]) -> None:

@@ -67,6 +67,7 @@ def _epochs(epochs: dict[str, Any]) -> list[str]:
             idle = _median([t["gpu_idle"] for t in row["tool"]])
             wait = _median([t["cpu_wait"] for t in row["tool"]])
             errors = {t["error"] for t in row["tool"] if t.get("error")}
+            errors |= {f"hand: {e}" for e in row.get("hand_errors") or []}
             lines.append(
                 f"| {name} | {label} | {_s(tool)} | {_s(hand)} | "
                 f"{'-' if ratio is None else f'{ratio:.3f}'} | {'yes' if ok else 'no'} | "
