@@ -97,3 +97,24 @@ def test_where_the_trials_picked_pinning_the_probe_does_not_contradict_them() ->
     copy = _copy(pin_s=0.0008, pinned_s=0.0003, plain_s=0.0009)
     result = Result(machine=MACHINE, workload=WORKLOAD, trials=trials, diagnosis=_diagnosis(copy))
     assert "pin_memory" not in _codes(result) and "non_blocking" in _codes(result)
+
+
+def _rendered(result: Result) -> str:
+    import io
+
+    from rich.console import Console
+
+    from loadertune.report.table import caption, results_table
+
+    console = Console(file=io.StringIO(), width=120)
+    console.print(results_table(result))
+    console.print(caption(result))
+    return console.file.getvalue()  # type: ignore[attr-defined, no-any-return]
+
+
+def test_the_table_shows_the_gpus_idle_time_only_where_it_was_measured() -> None:
+    trials = [_on_gpu(timed(0, wait_s=0.0001, step_s=0.001, repeat=r), 0.31) for r in range(3)]
+    shown = _rendered(Result(machine=MACHINE, workload=WORKLOAD, trials=trials))
+    assert "GPU idle" in shown and " 31% " in shown
+    assert "sat idle between steps" in shown
+    assert "GPU" not in _rendered(classic_like())
