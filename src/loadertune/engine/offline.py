@@ -30,6 +30,7 @@ from loadertune.records.errors import TrialTimeout
 from loadertune.records.limits import TrialLimits, should_stop
 from loadertune.records.trial import FAILED, Trial, TrialError
 
+PREPARED_STEPS = 1024  # CUDA event pairs made before the clock starts (more as steps need them)
 WATCHDOG_RESET_SHARE = 0.1  # re-arm the no-batch timer once a tenth of it has passed, not per
 # batch: a setitimer call per batch was a measurable share of a cheap in-memory epoch
 
@@ -150,7 +151,7 @@ class _Run:
         loader = backend.build(trial.config, self.indices)
         cpu_before = _cpu_now()  # read before the clock: a scan of the process table
         self.watch.arm(_first_sample(self.sampler))
-        self._use(self.parts.devices())
+        self._use(self.parts.devices(), prepare=True)
         if self.device is not None:
             self.device.synchronize()  # work queued before the trial is not the trial's
         self.recorder.begin()
@@ -200,12 +201,14 @@ class _Run:
                 self._cut()
                 return
 
-    def _use(self, device: Device | None) -> None:
-        """Synchronize and mark ``device`` from now on (no device: nothing to wait for)."""
+    def _use(self, device: Device | None, *, prepare: bool = False) -> None:
+        """Synchronize and mark ``device`` from now on (no device: nothing to wait for);
+        ``prepare``: make the first marks now, outside the clock (later ones as needed)."""
         if device is None:
             return
         self.device, self.marks = device, StepMarks(device)
-        device.prepare(2 * min(self.budget or 1, self.marks.limit))
+        if prepare:
+            device.prepare(2 * min(self.budget or 1, PREPARED_STEPS))
         self.trial.device = device.name
 
     def _synchronize(self) -> None:
