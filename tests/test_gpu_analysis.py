@@ -118,3 +118,12 @@ def test_the_table_shows_the_gpus_idle_time_only_where_it_was_measured() -> None
     assert "GPU idle" in shown and " 31% " in shown
     assert "sat idle between steps" in shown
     assert "GPU" not in _rendered(classic_like())
+
+
+def test_the_report_names_the_gpu_the_step_ran_on() -> None:
+    from loadertune.report.markdown import report_markdown
+
+    trials = [_on_gpu(timed(0, wait_s=0.0001, step_s=0.001, repeat=r), 0.31) for r in range(3)]
+    text = report_markdown(Result(machine=MACHINE, workload=WORKLOAD, trials=trials), False)
+    assert "- step on cuda:0 Test GPU: clocks synchronized" in text and "GPU idle" in text
+    assert "step on" not in report_markdown(classic_like(), False)

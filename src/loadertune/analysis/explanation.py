@@ -161,6 +161,8 @@ def _reason(verdict: Bottleneck) -> str:
         )
     if verdict.kind == COMPUTE:
         return "compute-bound: its step no longer waits, and its workers compete with it for CPU"
+    if verdict.gpu_idle_fraction is not None:
+        return f"still input-bound: {waits(verdict)}"
     return f"still input-bound, waiting for data {units.percent(verdict.wait_fraction)} of the time"
 
 
