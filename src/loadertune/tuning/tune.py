@@ -23,7 +23,7 @@ from loadertune.records.limits import TrialLimits
 from loadertune.records.result import Result, Summary
 from loadertune.records.trial import Trial
 from loadertune.tuning.adaptive import Adaptive
-from loadertune.tuning.history import History, planned_median
+from loadertune.tuning.history import History, plain, planned_median
 from loadertune.tuning.pick import Pick, noise_band, pick, speedup
 from loadertune.tuning.strategy import Grid, Strategy, worker_grid
 
@@ -376,12 +376,13 @@ def rejection(trial: Trial, max_memory_bytes: int | None) -> str | None:
 def _speedups(
     chosen: Pick, history: History, workload: Workload, result: Result
 ) -> dict[str, dict[str, Any]]:
-    """The pick against the baseline and the two common rules, where they were measured."""
-    cpus = _cpus(result)
+    """The pick against the baseline and the two common rules, where they were measured
+    (with the start method the search gave its workers, where fork was not tried)."""
+    cpus, context = _cpus(result), (result.settings.get("start_method") or {}).get("used")
     rules = {
         "baseline": workload.baseline_config(),
-        "one_per_cpu": LoaderConfig(cpus),
-        "lightning": LoaderConfig(max(cpus - 1, 0)),
+        "one_per_cpu": plain(cpus, context),
+        "lightning": plain(max(cpus - 1, 0), context),
     }
     by_config = {s.config: s for s in history.summaries}
     out = {}
