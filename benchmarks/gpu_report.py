@@ -99,16 +99,18 @@ def _idle(idle: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _pair(measured: dict[str, Any], workers: int) -> tuple[float | None, float | None]:
+    """Epoch medians of ``w=N pin`` and ``w=N`` (pin_memory alone changed), where measured."""
+    on, off = measured.get(f"w={workers} pin") or {}, measured.get(f"w={workers}") or {}
+    return on.get("epoch_s"), off.get("epoch_s")
+
+
 def pin_wins(measured: dict[str, Any], workers: int, noise: float | None) -> bool | None:
     """Whether pin_memory=True beat pin off at ``workers`` beyond the noise (None: not both
     measured)."""
-    pinned = [m for m in measured.values() if m["workers"] == workers and m["pin"]]
-    plain = [m for m in measured.values() if m["workers"] == workers and not m["pin"]]
-    times = [(p["epoch_s"], q["epoch_s"]) for p in pinned for q in plain]
-    times = [(p, q) for p, q in times if p and q]
-    if not times:
+    on, off = _pair(measured, workers)
+    if not on or not off:
         return None
-    on, off = min(p for p, _ in times), min(q for _, q in times)
     return on < off * (1 - (noise or 0.03))
 
 
@@ -143,11 +145,10 @@ def _picks(picks: dict[str, Any], doc: dict[str, Any]) -> list[str]:
 def _pin_pair(measured: dict[str, Any], workers: int | None) -> str:
     if workers is None:
         return "-"
-    on = [m["epoch_s"] for m in measured.values() if m["workers"] == workers and m["pin"]]
-    off = [m["epoch_s"] for m in measured.values() if m["workers"] == workers and not m["pin"]]
-    if not on or not off or not on[0] or not off[0]:
+    on, off = _pair(measured, workers)
+    if not on or not off:
         return f"pin not measured at w={workers}"
-    return f"{on[0]:.4f} s vs {off[0]:.4f} s ({on[0] / off[0]:.2f}x)"
+    return f"{on:.4f} s vs {off:.4f} s ({on / off:.2f}x)"
 
 
 def _copy(copy: dict[str, Any] | None) -> str:
