@@ -90,7 +90,7 @@ def run_trial(
     trial = Trial(config, repeat, budget)
     chosen = devices or (lambda: device_for(workload.device))
     parts = _Parts(backend or DataLoaderBackend(workload), harness, clock, shm_total(), chosen)
-    with harness.around():
+    with harness.around(forks=config.num_workers > 0):
         _Run(workload, trial, limits, parts, by_budget=epoch_batches is None).measure()
     return trial
 
