@@ -281,3 +281,17 @@ def test_the_strategies_the_help_names_are_the_ones_tune_knows() -> None:
     from loadertune.tuning.tune import STRATEGIES
 
     assert set(_STRATEGIES) == set(STRATEGIES)
+
+
+def test_device_cuda_without_a_gpu_is_a_usage_error_and_cpu_measures_as_before(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import torch
+
+    args = ["bench", f"{DATASETS}:tiny", "--step", f"{DATASETS}:sum_step", "--workers", "0"]
+    assert main([*args, "--repeats", "1", "--device", "cpu"]) == 0
+    if torch.cuda.is_available():
+        return
+    capsys.readouterr()
+    assert main([*args, "--device", "cuda"]) == 2
+    assert "torch sees no CUDA device" in capsys.readouterr().err

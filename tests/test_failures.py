@@ -88,3 +88,21 @@ def test_a_memory_stop_carries_the_fix_where_workers_copy() -> None:
     assert with_workers.message.startswith("stopped: memory reached 2 GiB, over the")
     alone = explain(exc, _trial(0), WORKLOAD, _recorder(2))
     assert alone.message == "stopped: memory reached 2 GiB, over the 1.5 GiB limit"
+
+
+def test_a_forked_worker_that_used_cuda_is_named_with_the_fix_and_tune_skips_it() -> None:
+    from loadertune.tuning.tune import rejection
+
+    exc = RuntimeError(
+        "Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        "call last):\n  ...\nRuntimeError: Cannot re-initialize CUDA in forked subprocess. To "
+        "use CUDA with multiprocessing, you must use the 'spawn' start method\n"
+    )
+    trial = _trial(2)
+    error = explain(exc, trial, WORKLOAD, _recorder(2))
+    assert error.kind == "cuda_fork" and error.batch == 2
+    assert "forked workers cannot use CUDA" in error.message
+    assert "multiprocessing_context='forkserver'" in error.message
+    trial.status, trial.error = "failed", error
+    reason = rejection(trial, None)
+    assert reason is not None and reason.startswith("skipped: a worker used CUDA")

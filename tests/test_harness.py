@@ -146,3 +146,25 @@ def test_guest_leaves_the_users_warnings_to_the_user() -> None:
     assert not any("the user's own warning" in w for w in guest.warnings)
     offline = run_trial(workload, LoaderConfig(0), LIMITS, harness=OFFLINE)
     assert any("the user's own warning" in w for w in offline.warnings)  # labelled, kept
+
+
+def test_garbage_is_collected_before_workers_fork_and_not_before_a_trial_without(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full collection leaves the caches cold for the steps after it: only where workers
+    fork does it buy something (no collection falling due while they are forked)."""
+    import gc
+
+    from fakebackend import FakeBackend, FakeClock, fake_step
+
+    collected: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collected.append(1) or 0)
+    clock = FakeClock()
+    workload = Workload(Rows(16), step=fake_step(clock, 0.001), batch_size=4, shuffle=False)
+    for workers in (0, 2):
+        backend = FakeBackend(torch.zeros(16, 4), 4, clock, 0.001)
+        trial = run_trial(
+            workload, LoaderConfig(workers), TrialLimits(), clock=clock, backend=backend
+        )
+        assert trial.ok
+    assert collected == [1]  # the trial with workers only

@@ -251,3 +251,14 @@ def test_tune_diagnoses_its_pick_when_the_budget_leaves_time() -> None:
 def test_max_workers_zero_never_tries_a_worker() -> None:
     table = {0: (1.0, 0.9, 1.0)}
     assert _search(Adaptive(usable_cpus=2, max_workers=0), table) == [C(0)]
+
+
+@pytest.mark.parametrize("best", [0, 4])
+def test_with_cuda_pinned_memory_is_measured_at_the_best_count_even_without_workers(
+    best: int,
+) -> None:
+    table = {n: (1.0 + abs(n - best), 0.5 if n < best else 0.01, 1.0) for n in range(9)}
+    with_cuda = _search(Adaptive(usable_cpus=4, max_workers=8, cuda=True), table)
+    assert C(best, pin_memory=True) in with_cuda
+    without = _search(Adaptive(usable_cpus=4, max_workers=8, cuda=False), table)
+    assert not [c for c in without if c.pin_memory]

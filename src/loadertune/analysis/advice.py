@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loadertune.analysis.explanation import headroom
+from loadertune.analysis.pinning import non_blocking, pin_costs_more
 from loadertune.analysis.verdict import IDLE_CPU_SHARE, INPUT, TRANSFER, summary_bottleneck
 from loadertune.records import units
 
@@ -25,7 +26,15 @@ def findings(result: Result) -> list[dict[str, Any]]:
     best = result.best
     if best is None or summary_bottleneck(best) is None:
         return []
-    checks = (_batched_fetch, _compact_dtype, _persistent, _more_workers, _step_bound)
+    checks = (
+        _batched_fetch,
+        _compact_dtype,
+        _persistent,
+        _more_workers,
+        pin_costs_more,
+        non_blocking,
+        _step_bound,
+    )
     return [f for check in checks if (f := check(result, best)) is not None]
 
 

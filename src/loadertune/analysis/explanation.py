@@ -68,7 +68,7 @@ def baseline_sentence(result: Result, best: Summary) -> str | None:
 
 def pick_sentence(summary: Summary, verdict: Bottleneck, cpus: int | None = None) -> str:
     """What limits ``summary``'s config, with its figures."""
-    label, wait = summary.config.label(), units.percent(verdict.wait_fraction)
+    label = summary.config.label()
     if verdict.kind == STARTUP:
         startup = summary.figure("startup_s")
         return (
@@ -78,20 +78,33 @@ def pick_sentence(summary: Summary, verdict: Bottleneck, cpus: int | None = None
         )
     if verdict.kind == COMPUTE:
         return (
-            f"Compute-bound: at {label} the step waits for data only {wait} of the time, so "
-            "faster loading cannot help; fewer workers may do as well."
+            f"Compute-bound: at {label} {waits(verdict, only=True)}, so faster loading cannot "
+            "help; fewer workers may do as well."
         )
     if verdict.kind == TRANSFER:
         return (
-            f"Transfer-bound ({verdict.degree}): at {label} the step waits for data {wait} of "
-            f"the time, {units.percent(verdict.transit_share)} of it for batches already made "
+            f"Transfer-bound ({verdict.degree}): at {label} {waits(verdict)}, "
+            f"{units.percent(verdict.transit_share)} of it for batches already made "
             "and in transit from the workers; fewer workers, compact dtypes or batched fetching "
             "(__getitems__) cut that."
         )
     where = " and loading runs in the main process" if not summary.config.num_workers else ""
     return (
-        f"Input-bound ({verdict.degree}): at {label} the step waits for data {wait} of the "
-        f"time{where}.{_cpu_note(summary, cpus)}"
+        f"Input-bound ({verdict.degree}): at {label} {waits(verdict)}{where}."
+        f"{_cpu_note(summary, cpus)}"
+    )
+
+
+def waits(verdict: Bottleneck, *, only: bool = False) -> str:
+    """How long the step waited for data: on a GPU, the GPU's idle time between steps (with
+    the loop's own wait beside it), else the loop's."""
+    wait = units.percent(verdict.wait_fraction)
+    if verdict.gpu_idle_fraction is None:
+        return f"the step waits for data {'only ' if only else ''}{wait} of the time"
+    gpu = units.percent(verdict.gpu_idle_fraction)
+    return (
+        f"the GPU sat idle {'only ' if only else ''}{gpu} of the time between steps (the "
+        f"loop waits for data {wait} of its time)"
     )
 
 
@@ -148,6 +161,8 @@ def _reason(verdict: Bottleneck) -> str:
         )
     if verdict.kind == COMPUTE:
         return "compute-bound: its step no longer waits, and its workers compete with it for CPU"
+    if verdict.gpu_idle_fraction is not None:
+        return f"still input-bound: {waits(verdict)}"
     return f"still input-bound, waiting for data {units.percent(verdict.wait_fraction)} of the time"
 
 

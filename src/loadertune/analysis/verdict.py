@@ -1,7 +1,9 @@
 """What limits a config: input, compute, startup or transfer, decided from its raw times.
 
 - ``input``: the step waits for data. Degrees as the TensorFlow profiler gives them: ``highly``
-  at >= 20% of the step loop's time spent waiting, ``moderately`` at >= 5%.
+  at >= 20% of the step loop's time spent waiting, ``moderately`` at >= 5%. Where the step ran
+  on a GPU, the wait is the GPU's: its idle share between steps (CUDA events), since an
+  asynchronous step's CPU time says little about whether the GPU waited for data.
 - ``compute``: the step (almost) never waits; faster loading cannot help.
 - ``startup``: so much of the run passes before the first batch that starting the workers
   dominates.
@@ -46,13 +48,22 @@ class Bottleneck:
     transit_share: float | None
     transit_s: float | None = None  # mean per batch, waiting for batches already made
     make_s: float | None = None  # median time a worker takes to make a batch
+    gpu_idle_fraction: float | None = None  # on a GPU: its idle share between steps
 
     @property
     def label(self) -> str:
         return f"{self.kind} ({self.degree})" if self.degree else self.kind
 
+    @property
+    def waiting(self) -> float | None:
+        """The wait the verdict rests on: the GPU's where it was measured, else the loop's."""
+        return self.gpu_idle_fraction if self.gpu_idle_fraction is not None else self.wait_fraction
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.gpu_idle_fraction is None:  # a CPU verdict reads as it did
+            del data["gpu_idle_fraction"]
+        return data
 
 
 def trial_bottleneck(trial: Trial, epochs: int = 1) -> Bottleneck | None:
@@ -66,15 +77,17 @@ def config_bottleneck(trials: Sequence[Trial], epochs: int = 1) -> Bottleneck | 
     if not ok:
         return None
     wait = _median([t.data_wait_fraction for t in ok])
+    gpu = _median([t.gpu_idle_fraction for t in ok])
+    waiting = gpu if gpu is not None else wait
     startup = _median([startup_share(t, epochs) for t in ok])
     workers = ok[0].config.num_workers
     transit = _median([stats.transit_share(t.times) for t in ok]) if workers else None
     transit_s = _median([stats.transit_per_batch_s(t.times) for t in ok]) if workers else None
     make = _median([_median(timeline.make_s(t)) for t in ok]) if workers else None
     passing = _passing_dominates(transit, transit_s, make)
-    kind = _kind(workers, wait, startup, passing)
-    degree = _degree(wait) if kind in (INPUT, TRANSFER) else None
-    return Bottleneck(kind, degree, wait, startup, transit, transit_s, make)
+    kind = _kind(workers, waiting, startup, passing)
+    degree = _degree(waiting) if kind in (INPUT, TRANSFER) else None
+    return Bottleneck(kind, degree, wait, startup, transit, transit_s, make, gpu)
 
 
 def summary_bottleneck(summary: Summary) -> Bottleneck | None:

@@ -44,6 +44,7 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
             epochs=args.epochs,
             batch_budget=args.batches,
             name=args.target,
+            device=args.device,
         )
     except ValueError as exc:
         raise UsageError(f"{args.target}: {exc}") from exc

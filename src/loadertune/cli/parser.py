@@ -139,6 +139,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"batches measured for a dataset without __len__ (default: {defaults.BATCH_BUDGET})",
     )
+    parser.add_argument(
+        "--device",
+        choices=defaults.DEVICES,
+        default=defaults.DEVICE,
+        help="where the step runs: on cuda every clock stops after torch.cuda.synchronize() "
+        "(never per step) and the GPU's idle time between steps is measured; auto: cuda once "
+        f"the step (or its model) has initialised CUDA (default: {defaults.DEVICE})",
+    )
     share = f"{defaults.MEMORY_SHARE:.0%}".replace("%", "%%")  # argparse formats help with %
     parser.add_argument(
         "--max-memory",

@@ -1,6 +1,7 @@
 """Measurements beyond the trials, for the verdict and the advice: the headroom (the step alone
 on cached batches; the loader alone without the step) and probes of the batch itself (its bytes;
-whether fetching a whole batch at once is faster than sample by sample).
+whether fetching a whole batch at once is faster than sample by sample; on a GPU, its copy to
+the device pinned and unpinned, see :mod:`transfer`).
 
 Every probe is bounded in time, runs under the no-progress watchdog, restores torch's state and
 records its own failure instead of raising: a diagnosis never costs the measurements made.
@@ -16,8 +17,10 @@ from itertools import islice
 from typing import Any
 
 from loadertune.engine.batches import batch_arrays, batch_len, tensor_bytes
+from loadertune.engine.device import Devices, device_for
 from loadertune.engine.harness import OFFLINE
 from loadertune.engine.offline import TrialInterrupted, run_trial
+from loadertune.engine.transfer import host_to_device
 from loadertune.engine.workload import Workload
 from loadertune.records.config import LoaderConfig
 from loadertune.records.limits import TrialLimits
@@ -44,10 +47,15 @@ def diagnose(
     """The headroom and the batch probes for ``config`` (usually the pick), JSON-ready;
     ``loader_alone_s`` is the trial budget of the loader-alone run."""
     out: dict[str, Any] = {"config": config.label()}
+    cached: list[Any] = []
     with _probe("step_alone", out, timeout_s):
         cached = _cached_batches(workload)
         out["batch"] = batch_facts(cached[0]) if cached else None
-        out["step_alone"] = step_alone(workload, cached)
+        out["step_alone"] = step_alone(workload, cached, devices=_devices(workload))
+    device = _devices(workload)()  # the step may have initialised CUDA
+    if device is not None and cached:
+        with _probe("copy", out, timeout_s):
+            out["copy"] = host_to_device(cached[0], device)
     with _probe("loader_alone", out, timeout_s):
         out["loader_alone"] = loader_alone(workload, config, loader_alone_s, timeout_s)
     with _probe("batched_fetch", out, timeout_s):
@@ -68,6 +76,10 @@ def _probe(name: str, out: dict[str, Any], timeout_s: float) -> Iterator[None]:
         out.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
 
 
+def _devices(workload: Workload) -> Devices:
+    return lambda: device_for(workload.device)
+
+
 def _cached_batches(workload: Workload) -> list[Any]:
     """The first few batches of the user's own loader without workers."""
     loader = workload.loader(LoaderConfig())
@@ -79,22 +91,33 @@ def step_alone(
     cached: list[Any],
     budget_s: float = STEP_ALONE_S,
     clock: Clock = time.perf_counter,
+    devices: Devices | None = None,
 ) -> dict[str, Any] | None:
     """The step alone, replayed on cached batches: the rate infinitely fast loading would give.
-    None without a step (the loader alone is then the whole job)."""
+    None without a step (the loader alone is then the whole job). On the device ``devices``
+    names once the first step has run, the clock starts and stops after a synchronize (the
+    steps' queued work is theirs), never per step."""
     step = workload.step
     if step is None or not cached:
         return None
     step(cached[0])  # warm-up: first-call costs (allocation, autograd graph) are not steady
     samples = batches = 0
+    device = devices() if devices is not None else None
+    sync = device.synchronize if device is not None else _nothing
+    sync()
     begin = clock()
     while batches < 1 or clock() - begin < budget_s:
         batch = cached[batches % len(cached)]
         step(batch)
         samples += batch_len(batch)
         batches += 1
+    sync()
     seconds = clock() - begin
     return {"samples_per_s": samples / seconds, "batches": batches, "seconds": seconds}
+
+
+def _nothing() -> None:
+    pass
 
 
 def loader_alone(

@@ -28,6 +28,12 @@ MEMORY_FIX = (
     "if the dataset holds Python lists or dicts, every worker copies the objects it reads "
     "(pytorch#13246): keep them in numpy arrays or tensors; fewer workers also use less"
 )
+CUDA_FORK_MARKER = "Cannot re-initialize CUDA in forked subprocess"  # torch's words
+CUDA_FORK_TEXT = (
+    "a worker used CUDA, which the main process had initialised before the workers were "
+    "forked: forked workers cannot use CUDA; keep CUDA out of the dataset, collate_fn and "
+    "worker_init_fn, or use multiprocessing_context='forkserver' (or 'spawn')"
+)
 PINPOINT_MAX_INDICES = 4096  # re-fetching a failing batch sample by sample is cheap up to this
 PINPOINT_TIMEOUT_S = 10.0  # the re-fetch runs user code again; it must not hang the command
 
@@ -64,6 +70,8 @@ def explain(
     if any(marker in str(exc) for marker in SHM_MARKERS):
         text = f"{message}: {_shm_text(trial, shm_total_bytes)}"
         return TrialError("shm", text, batch=trial.batches)
+    if CUDA_FORK_MARKER in str(exc):  # re-fetching would only raise it again
+        return TrialError("cuda_fork", f"{CUDA_FORK_TEXT} ({message})", batch=trial.batches)
     return _blame_index(exc, message, (workload, recorder, harness), trial.batches)
 
 

@@ -15,6 +15,7 @@ from loadertune.engine.backends import LoaderBackend
 from loadertune.engine.backends.dataloader import DataLoaderBackend
 from loadertune.engine.counts import check_batch_count, count_samples_from_indices
 from loadertune.engine.cpu import tree_cpu_seconds
+from loadertune.engine.device import Device, Devices, NoMarks, StepMarks, device_for
 from loadertune.engine.failures import StepError, explain
 from loadertune.engine.harness import OFFLINE, Harness, Watch
 from loadertune.engine.heard import labelled
@@ -29,6 +30,7 @@ from loadertune.records.errors import TrialTimeout
 from loadertune.records.limits import TrialLimits, should_stop
 from loadertune.records.trial import FAILED, Trial, TrialError
 
+PREPARED_STEPS = 1024  # CUDA event pairs made before the clock starts (more as steps need them)
 WATCHDOG_RESET_SHARE = 0.1  # re-arm the no-batch timer once a tenth of it has passed, not per
 # batch: a setitimer call per batch was a measurable share of a cheap in-memory epoch
 
@@ -52,12 +54,14 @@ class TrialInterrupted(KeyboardInterrupt):
 @dataclass(frozen=True)
 class _Parts:
     """What one trial is measured with, beside the workload: where the loader comes from, the
-    policy it runs under, the clock and the size of /dev/shm."""
+    policy it runs under, the clock, the size of /dev/shm, and the device the step may run on
+    (asked before the trial and, while it answers None, once more after the first step)."""
 
     backend: LoaderBackend
     harness: Harness
     clock: Clock
     shm_total_bytes: int | None
+    devices: Devices
 
 
 def run_trial(
@@ -71,18 +75,22 @@ def run_trial(
     stream_batches: int | None = None,
     backend: LoaderBackend | None = None,
     harness: Harness = OFFLINE,
+    devices: Devices | None = None,
 ) -> Trial:
     """Measure ``config`` on ``workload`` once. Failures are recorded in the trial, not raised;
     KeyboardInterrupt is recorded and re-raised. No worker outlives the call. ``shm_total``
     gives the size of /dev/shm in bytes (batches in flight are checked against it). A dataset
     without length runs ``stream_batches`` batches (its stream's length, when known), else
     the workload's batch budget. ``backend`` builds the loader (torch's DataLoader unless
-    given); ``harness`` is the policy (:data:`~harness.OFFLINE`: watchdog and reaping)."""
+    given); ``harness`` is the policy (:data:`~harness.OFFLINE`: watchdog and reaping).
+    ``devices`` says which device to synchronize and mark (by default the workload's
+    ``device``: see :func:`~loadertune.engine.device.device_for`)."""
     epoch_batches = workload.epoch_batches()
     budget = (stream_batches or workload.batch_budget) if epoch_batches is None else epoch_batches
     trial = Trial(config, repeat, budget)
-    parts = _Parts(backend or DataLoaderBackend(workload), harness, clock, shm_total())
-    with harness.around():
+    chosen = devices or (lambda: device_for(workload.device))
+    parts = _Parts(backend or DataLoaderBackend(workload), harness, clock, shm_total(), chosen)
+    with harness.around(forks=config.num_workers > 0):
         _Run(workload, trial, limits, parts, by_budget=epoch_batches is None).measure()
     return trial
 
@@ -112,6 +120,8 @@ class _Run:
         )
         self.iterator: Iterator[ProbedBatch] | None = None
         self.heard: list[warnings.WarningMessage] = []
+        self.device: Device | None = None
+        self.marks: StepMarks | NoMarks = NoMarks()
 
     def measure(self) -> None:
         harness = self.parts.harness
@@ -141,6 +151,9 @@ class _Run:
         loader = backend.build(trial.config, self.indices)
         cpu_before = _cpu_now()  # read before the clock: a scan of the process table
         self.watch.arm(_first_sample(self.sampler))
+        self._use(self.parts.devices(), prepare=True)
+        if self.device is not None:
+            self.device.synchronize()  # work queued before the trial is not the trial's
         self.recorder.begin()
         trial.cpu.append((0.0, cpu_before))
         self.iterator = iter(loader)
@@ -159,19 +172,25 @@ class _Run:
         last_reset = clock()
         while iterator is not None:
             if trial.batches == trial.epoch_batches and not self.by_budget:
+                self._synchronize()  # timed: the epoch's queued work is the epoch's
                 recorder.untimed(self._sample_at_epoch_end)
             recorder.requested()
             try:
                 item: ProbedBatch = next(iterator)
             except StopIteration:
+                self._synchronize()
                 recorder.ended()
                 if self.by_budget:  # the stream ended before the batch budget: a real epoch
                     trial.epoch_batches = trial.batches
                 return
             recorder.received(item)
             if step is not None:
+                self.marks.before()
                 _run_step(step, item.batch, trial.batches)
+                self.marks.after()
             ended = recorder.stepped()
+            if self.device is None and trial.batches == 1 and step is not None:
+                self._use(self.parts.devices())  # the first step may have initialised CUDA
             if self.watch.stopped is not None:  # the signal was caught by user code, or not sent
                 raise MemoryLimitExceeded(self.watch.stopped)
             if ended - last_reset > reset_s:
@@ -179,7 +198,33 @@ class _Run:
                 harness.check_interrupt()
                 last_reset = ended
             if self._enough(ended - recorder.start):
+                self._cut()
                 return
+
+    def _use(self, device: Device | None, *, prepare: bool = False) -> None:
+        """Synchronize and mark ``device`` from now on (no device: nothing to wait for);
+        ``prepare``: make the first marks now, outside the clock (later ones as needed)."""
+        if device is None:
+            return
+        self.device, self.marks = device, StepMarks(device)
+        if prepare:
+            device.prepare(2 * min(self.budget or 1, PREPARED_STEPS))
+        self.trial.device = device.name
+
+    def _synchronize(self) -> None:
+        if self.device is not None:
+            self.device.synchronize()
+
+    def _cut(self) -> None:
+        """The trial stops before its epoch's end: the last step ends when its queued work
+        is done, so the epoch's estimate starts from there."""
+        if self.device is None:
+            return
+        self.device.synchronize()
+        trial, now = self.trial, self.parts.clock() - self.recorder.start
+        trial.step_end_s[-1] = now
+        if trial.complete:  # a stream's batch budget: its "epoch" ends here
+            trial.end_s = round(now, 6)
 
     def _enough(self, elapsed_s: float) -> bool:
         trial = self.trial
@@ -243,6 +288,21 @@ class _Run:
         trial.memory_watch = [(round(t - start, 6), n, b) for t, n, b in self.watch.samples]
         count_samples_from_indices(trial, self.indices)
         trial.warnings += labelled(self.heard)
+        self._read_marks()
+
+    def _read_marks(self) -> None:
+        """The device-side times of the marked steps, once all their work is done."""
+        if self.device is None:
+            return
+        try:
+            self.device.synchronize()
+            starts, ends = self.marks.read()
+        except Exception as exc:  # noqa: BLE001 - a device error must not cost the trial
+            self.trial.warnings.append(f"the GPU's step times could not be read: {exc}")
+            return
+        n = min(len(starts), len(ends))
+        self.trial.gpu_start_s = [round(t, 6) for t in starts[:n]]
+        self.trial.gpu_end_s = [round(t, 6) for t in ends[:n]]
 
 
 def _raise_if_stopped(watch: MemoryWatch) -> None:

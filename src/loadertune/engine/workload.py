@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from loadertune.engine.device import AUTO, check_choice
 from loadertune.engine.loaderclass import LoaderClass, is_json_scalar, loader_class
 from loadertune.engine.loaderlike import refuse_loader_like
 from loadertune.engine.probe import IndexRecorder, ProbedCollate
@@ -33,6 +34,9 @@ class Workload:
     the worker knobs vary). ``step(batch)`` is the user's training step, run on every batch.
     ``epochs`` is how many epochs the real job runs (used to amortise worker startup).
     A dataset without ``__len__`` is measured over ``batch_budget`` batches instead of an epoch.
+    ``device`` is where the step runs: ``"auto"`` (CUDA once torch has initialised it, as a
+    model moved to a GPU does), ``"cuda"`` or ``"cpu"``; on CUDA the clocks stop after a
+    synchronize and the GPU's idle time between steps is measured.
 
     >>> import torch
     >>> from torch.utils.data import TensorDataset
@@ -48,6 +52,7 @@ class Workload:
     epochs: int = 1
     batch_budget: int = defaults.BATCH_BUDGET
     name: str = ""
+    device: str = defaults.DEVICE
     _base: dict[str, Any] = field(init=False, repr=False)
     _class: LoaderClass = field(init=False, repr=False)
     _made: dict[str, type] = field(init=False, repr=False)
@@ -63,6 +68,7 @@ class Workload:
             raise ValueError(f"epochs must be >= 1, got {self.epochs!r}")
         if self.batch_budget < 1:
             raise ValueError(f"batch_budget must be >= 1, got {self.batch_budget!r}")
+        check_choice(self.device)
         _refuse_empty(self.data.dataset if isinstance(self.data, DataLoader) else self.data)
         if isinstance(self.data, DataLoader):
             self._base = _base_from_loader(self.data, self.batch_size)
@@ -176,6 +182,7 @@ class Workload:
             "batch_budget": self.batch_budget,
             "step": _callable_name(self.step),
             "epochs": self.epochs,
+            **({"device": self.device} if self.device != AUTO else {}),
         }
 
     def fixed_kwargs(self) -> dict[str, Any]:

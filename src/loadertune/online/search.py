@@ -252,7 +252,7 @@ class Autotune:
         return [Summary(c, tuple(ts), self.epochs) for c, ts in groups.items()]
 
     def _proposal(self) -> LoaderConfig | None:
-        history = _Seen(self.summaries(), dict(self.broken), frozenset(self._passed()))
+        history = _Seen(self.summaries(), dict(self.broken), passed=frozenset(self._passed()))
         jump = self._jump()
         if jump is not None and jump not in history.tried:
             return jump
@@ -265,7 +265,7 @@ class Autotune:
             allowed = self.space.constrain(config)
             if config != lightning and allowed is not None and allowed not in history.tried:
                 return allowed
-            history = _Seen(history.summaries, history.rejected, history.passed | {config})
+            history = _Seen(history.summaries, history.rejected, passed=history.passed | {config})
         return None
 
     def _passed(self) -> set[LoaderConfig]:

@@ -12,6 +12,8 @@ TRIAL_BUDGET_S = 10.0  # seconds a bench trial measures after its first batch
 TRIAL_TIMEOUT_S = 60.0  # a trial with no batch for this long fails
 TUNE_BUDGET_S = 60.0  # the whole search, trials and diagnosis
 STRATEGY = "adaptive"  # tune's search
+DEVICE = "auto"  # where the step runs: CUDA once torch has initialised it, else the CPU
+DEVICES = ("auto", "cuda", "cpu")  # --device's choices (engine/device.py: what each means)
 MEMORY_SHARE = 0.8  # the memory limit unless told: 80% of the memory available at the start
 # tune's cap on num_workers unless told: well above the core count, since loaders that wait on
 # storage want many workers

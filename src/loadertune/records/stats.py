@@ -202,3 +202,24 @@ def spread(values: Sequence[float]) -> Spread | None:
     if not values:
         return None
     return Spread(statistics.median(values), min(values), max(values), len(values))
+
+
+def gpu_idle_s(starts: Sequence[float], ends: Sequence[float]) -> float:
+    """Device seconds between one marked step's end and the next one's start, summed: the
+    GPU waiting between steps. Marks are reached in queue order, so a GPU that still works
+    on a step reaches the next step's start at once (gap 0), and one starved of input
+    reaches it only once the loop has asked for a batch, received it and begun the step."""
+    return sum(max(starts[k + 1] - ends[k], 0.0) for k in range(min(len(starts), len(ends)) - 1))
+
+
+def gpu_idle_fraction(starts: Sequence[float], ends: Sequence[float]) -> float | None:
+    """:func:`gpu_idle_s` over the span from the first marked step's start to the last one's
+    end; None for fewer than two steps.
+
+    >>> round(gpu_idle_fraction([0.0, 0.004, 0.008], [0.001, 0.005, 0.009]), 3)
+    0.667
+    """
+    if min(len(starts), len(ends)) < 2:
+        return None
+    span = ends[-1] - starts[0]
+    return gpu_idle_s(starts, ends) / span if span > 0 else None

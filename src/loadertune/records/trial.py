@@ -22,8 +22,8 @@ MAIN_PROCESS = -1  # worker_id recorded when collation ran in the main process
 @dataclass
 class TrialError:
     """Why a trial failed. ``kind`` is exception, step, timeout, unpicklable, worker_died, shm
-    (a worker died of a full /dev/shm), memory (stopped at or before the memory limit) or
-    interrupted."""
+    (a worker died of a full /dev/shm), memory (stopped at or before the memory limit),
+    cuda_fork (a forked worker used CUDA the main process had initialised) or interrupted."""
 
     kind: str
     message: str
@@ -49,7 +49,9 @@ class Trial:
     ``memory_watch`` holds the cheap readings taken during the trial, ``(t, batches consumed,
     bytes)``: PSS before ``iter()`` plus the growth since (see :mod:`memwatch`).
     ``batch_bytes`` is the tensor bytes of the first batch; ``warnings`` say what to change,
-    each with its figures.
+    each with its figures. Where the step ran on a GPU, ``device`` names it and ``gpu_start_s``
+    / ``gpu_end_s`` are when the GPU reached each marked step's start and end, in device
+    seconds since the first one (see :mod:`loadertune.engine.device`).
     """
 
     config: LoaderConfig
@@ -76,6 +78,9 @@ class Trial:
     warnings: list[str] = field(default_factory=list)
     ranks: list[dict[str, Any]] = field(default_factory=list)  # under torchrun: every rank's
     # figures of this trial (the raw samples above are its slowest rank's)
+    device: str | None = None  # the GPU the step ran on, e.g. "cuda:0 NVIDIA H200"
+    gpu_start_s: list[float] = field(default_factory=list)
+    gpu_end_s: list[float] = field(default_factory=list)
 
     def trim(self) -> None:
         """Cut the per-batch lists to their common length (an interrupt can land mid-record)."""
@@ -87,7 +92,8 @@ class Trial:
     def round_raw(self) -> None:
         """Round the per-batch times to the microsecond, as the JSON keeps them, so a result
         read back gives the same figures."""
-        for values in (self.request_s, self.ready_s, self.step_end_s, self.done_s):
+        lists = (self.request_s, self.ready_s, self.step_end_s, self.done_s)
+        for values in (*lists, self.gpu_start_s, self.gpu_end_s):
             values[:] = [round(v, 6) for v in values]
 
     @property
@@ -155,6 +161,26 @@ class Trial:
         return (c1 - c0) / (t1 - t0) if t1 > t0 else None
 
     @property
+    def gpu_idle_s(self) -> float | None:
+        """GPU seconds between one marked step's work and the next's, summed (GPU only)."""
+        if len(self.gpu_start_s) < 2:
+            return None
+        return stats.gpu_idle_s(self.gpu_start_s, self.gpu_end_s)
+
+    @property
+    def gpu_busy_s(self) -> float | None:
+        """GPU seconds from each marked step's start to its end, summed (GPU only)."""
+        if not self.gpu_start_s:
+            return None
+        return sum(e - s for s, e in zip(self.gpu_start_s, self.gpu_end_s, strict=False))
+
+    @property
+    def gpu_idle_fraction(self) -> float | None:
+        """Share of the marked steps' span the GPU sat idle between steps: its true wait
+        for input (the CPU's wait says little where the step runs asynchronously)."""
+        return stats.gpu_idle_fraction(self.gpu_start_s, self.gpu_end_s)
+
+    @property
     def peak_memory_bytes(self) -> int | None:
         return max((b for _, b in self.memory), default=None)
 
@@ -188,6 +214,19 @@ class Trial:
             "memory_metric": self.memory_metric,
             "cpu_busy": self.cpu_busy,
             "batches_measured": self.batches,
+            **self._gpu_figures(),
+        }
+
+    def _gpu_figures(self) -> dict[str, Any]:
+        """Only where the step ran on a GPU, so a CPU trial's document is as it was."""
+        if self.device is None:
+            return {}
+        return {
+            "device": self.device,
+            "gpu_idle_fraction": self.gpu_idle_fraction,
+            "gpu_idle_s": self.gpu_idle_s,
+            "gpu_busy_s": self.gpu_busy_s,
+            "gpu_steps_marked": len(self.gpu_start_s),
         }
 
     def raw(self) -> dict[str, Any]:
@@ -206,6 +245,8 @@ class Trial:
             "cpu": [[round(t, 6), round(c, 4)] for t, c in self.cpu],
             "memory_watch": [[round(t, 6), n, b] for t, n, b in self.memory_watch],
             "batch_bytes": self.batch_bytes,
+            **({"gpu_start_s": _us(self.gpu_start_s)} if self.device else {}),
+            **({"gpu_end_s": _us(self.gpu_end_s)} if self.device else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,6 +295,9 @@ class Trial:
             batch_bytes=raw.get("batch_bytes"),
             warnings=list(doc.get("warnings", [])),
             ranks=list(doc.get("ranks") or []),
+            device=doc.get("device"),
+            gpu_start_s=list(raw.get("gpu_start_s") or []),
+            gpu_end_s=list(raw.get("gpu_end_s") or []),
         )
 
 

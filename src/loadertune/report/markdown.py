@@ -54,6 +54,8 @@ def _facts(result: Result) -> str:
         f"{units.size(machine.get('total_memory_bytes'))} memory, "
         f"torch {machine.get('torch_version')}, Python {machine.get('python_version')}",
     ]
+    devices = sorted({t.device for t in result.trials if t.device is not None})
+    facts += [f"- step on {', '.join(devices)}: clocks synchronized" if devices else ""]
     return "\n".join(f for f in facts if f)
 
 

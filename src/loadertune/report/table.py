@@ -29,12 +29,13 @@ def results_table(result: Result) -> Table:
         collapse_padding=True,
         pad_edge=False,
     )
-    for name, justify in _columns(epochs, epoch_word(result)):
+    gpu = on_gpu(result)
+    for name, justify in _columns(epochs, epoch_word(result), gpu):
         table.add_column(name, justify=justify, no_wrap=True)
     mark_once = _repeated(result)
     for summary in result.summaries():
         marked = best is not None and summary.config == best.config
-        row = _row(summary, marked, epochs, mark_once)
+        row = _row(summary, marked, epochs, mark_once, gpu)
         table.add_row(*row, style="bold green" if marked else None)
     return table
 
@@ -58,8 +59,15 @@ def caption(result: Result) -> str:
         "steady/s: samples per second once started (- where too few batches came past the "
         "prefetch stock to measure it)"
     )
+    if on_gpu(result):
+        parts.append("GPU idle: the share of the time the GPU sat idle between steps")
     parts.append("limit: what bounds the config (! highly; see the verdict)")
     return "; ".join(parts)
+
+
+def on_gpu(result: Result) -> bool:
+    """Whether any trial's step ran on a GPU (then the table shows its idle time)."""
+    return any(t.device is not None for t in result.trials)
 
 
 def epoch_word(result: Result) -> str:
@@ -85,17 +93,16 @@ def title(result: Result) -> str:
     return f"{workload.get('name')}: {batch}, {what}"
 
 
-def _columns(epochs: int, epoch_name: str = "epoch") -> list[tuple[str, Justify]]:
+def _columns(
+    epochs: int, epoch_name: str = "epoch", gpu: bool = False
+) -> list[tuple[str, Justify]]:
     columns: list[tuple[str, Justify]] = [("config", "left"), (epoch_name, "right")]
     if epochs > 1:
         columns.append((f"{epochs} epochs", "right"))
-    columns += [
-        ("steady/s", "right"),
-        ("startup", "right"),
-        ("wait", "right"),
-        ("peak mem", "right"),
-        ("limit", "left"),
-    ]
+    columns += [("steady/s", "right"), ("startup", "right"), ("wait", "right")]
+    if gpu:
+        columns.append(("GPU idle", "right"))
+    columns += [("peak mem", "right"), ("limit", "left")]
     return columns
 
 
@@ -104,9 +111,11 @@ def _repeated(result: Result) -> bool:
     return any(len(s.ok_trials) > 1 for s in result.summaries())
 
 
-def _row(summary: Summary, marked: bool, epochs: int, mark_once: bool = False) -> list[str]:
+def _row(
+    summary: Summary, marked: bool, epochs: int, mark_once: bool = False, gpu: bool = False
+) -> list[str]:
     if summary.failed:
-        return _failed_row(summary, epochs)
+        return _failed_row(summary, epochs, gpu)
     estimated = any(not t.epoch_measured for t in summary.ok_trials)
     row = [("* " if marked else "  ") + summary.config.label()]
     if len(summary.ok_trials) < len(summary.trials):
@@ -119,9 +128,10 @@ def _row(summary: Summary, marked: bool, epochs: int, mark_once: bool = False) -
         units.rate(_steady(summary)),
         units.seconds(_median(summary, "startup_s")),
         units.percent(_median(summary, "data_wait_fraction")),
-        units.size(_median(summary, "peak_memory_bytes")),
-        _limit(summary_bottleneck(summary)),
     ]
+    if gpu:
+        row.append(units.percent(_median(summary, "gpu_idle_fraction")))
+    row += [units.size(_median(summary, "peak_memory_bytes")), _limit(summary_bottleneck(summary))]
     return row
 
 
@@ -139,8 +149,8 @@ def _limit(verdict: Bottleneck | None) -> str:
     return verdict.kind + ("!" if verdict.degree == "highly" else "")
 
 
-def _failed_row(summary: Summary, epochs: int) -> list[str]:
-    width = len(_columns(epochs))
+def _failed_row(summary: Summary, epochs: int, gpu: bool = False) -> list[str]:
+    width = len(_columns(epochs, gpu=gpu))
     return ["! " + summary.config.label(), "failed", *[""] * (width - 2)]
 
 

@@ -38,6 +38,9 @@ def tuning_lines(result: Result) -> list[str]:
             "lets the search look further (importing torch alone takes seconds)."
         )
     lines += [f"  {label}: {why}" for label, why in (tuning.get("rejected") or {}).items()]
+    method = result.settings.get("start_method") or {}
+    if method.get("fork"):
+        lines.append(f"Start method: {method['fork']}; workers start with {method.get('used')}.")
     return lines
 
 

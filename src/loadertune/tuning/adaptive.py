@@ -12,18 +12,20 @@ while the step waits. Counts are taken in whole rounds of an epoch's batches (a 
 lasts its busiest worker's share). Last, at the best count: persistent workers (when several
 epochs are planned, and at a higher count whose startup, paid once, would then win), a deeper
 prefetch and unordered delivery (when the step still waits), another start method, pinned
-memory (CUDA), and Lightning's rule (CPUs - 1) for the report.
+memory (CUDA; at 0 workers too, where the main process pins), and Lightning's rule (CPUs - 1)
+for the report.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from loadertune.records.config import LoaderConfig
 from loadertune.records.result import Summary
-from loadertune.tuning.history import History, input_bound, workers_idle
+from loadertune.tuning.history import History, input_bound, plain, workers_idle
 from loadertune.tuning.model import suggest_workers
 
 REFINE_GAP = 0.25  # stop halving once the gap to a neighbour is under 25% of the best count
@@ -44,23 +46,29 @@ class Adaptive:
     unordered_ok: bool = True  # in_order=False needs torch >= 2.6
     start_methods: tuple[str, ...] = ("forkserver",)
     cuda: bool = False
+    context: str | None = None  # the start method of every config with workers: set where
+    # fork is not tried (engine/forked.py); None: the platform's
     model: Callable[[Summary, int], int | None] = suggest_workers  # see tuning/model.py
     name: str = "adaptive"
 
     def propose(self, history: History) -> LoaderConfig | None:
+        history = replace(history, context=self.context)
         tried = history.tried
         return next((c for c in self._wanted(history) if c not in tried), None)
 
     def anchors(self) -> list[LoaderConfig]:
         """The baseline, no workers, and the common rule of one worker per usable CPU."""
         counts = [0, self.usable_cpus]
-        plain = [LoaderConfig(n) for n in counts if 0 <= n <= self.max_workers]
-        return list(dict.fromkeys([self.baseline, *plain]))
+        anchors = [self._config(n) for n in counts if 0 <= n <= self.max_workers]
+        return list(dict.fromkeys([self.baseline, *anchors]))
 
     def lightning(self) -> LoaderConfig | None:
         """Lightning's suggestion, ``usable CPUs - 1``: measured last, for the comparison."""
         n = self.usable_cpus - 1
-        return LoaderConfig(n) if 0 <= n <= self.max_workers else None
+        return self._config(n) if 0 <= n <= self.max_workers else None
+
+    def _config(self, workers: int, **knobs: Any) -> LoaderConfig:
+        return plain(workers, self.context, **knobs)
 
     def _wanted(self, history: History) -> Iterator[LoaderConfig]:
         yield from self.anchors()
@@ -68,6 +76,8 @@ class Adaptive:
         best = history.best(plain=True)
         if best is not None and best.config.num_workers > 0 and self._workers_settled(history):
             yield from self._knobs(history, best.config.num_workers)
+        elif best is not None and self.cuda and self._workers_settled(history):
+            yield self._config(0, pin_memory=True)  # the main process pins: it can still win
         rule = self.lightning()
         if rule is not None:
             yield rule
@@ -79,19 +89,19 @@ class Adaptive:
         w, measured = best.config.num_workers, history.plain_workers()
         if w == 0:
             if self.max_workers >= 1:
-                yield LoaderConfig(1)
+                yield self._config(1)
             yield from self._past_one(history)
             return
         at_top = w == max(measured) and self._room_above(history, w)
         if at_top and input_bound(best):
-            yield LoaderConfig(min(self._climb(best), self._ceiling(history)))
+            yield self._config(min(self._climb(best), self._ceiling(history)))
         if not input_bound(best) and w > 1:
-            yield LoaderConfig(w // 2)
+            yield self._config(w // 2)
         points = _midpoints(w, measured, _epoch_batches(best))
         # the side loading speed points to first: above while the step still waits (a
         # U-shaped curve's bottom can lie between w and a climb that overshot), below when
         # it no longer does
-        yield from (LoaderConfig(n) for n in (points[::-1] if input_bound(best) else points))
+        yield from (self._config(n) for n in (points[::-1] if input_bound(best) else points))
 
     def _past_one(self, history: History) -> Iterator[LoaderConfig]:
         """With one usable CPU (a container's quota, or a local rank's share under torchrun)
@@ -100,13 +110,13 @@ class Adaptive:
         it as from a best
         (storage waits want many workers whatever the CPUs; 2 ranks on 2 cores stopped at w=0,
         4.5x slower than w=8 per rank)."""
-        one = next((s for s in history.summaries if s.config == LoaderConfig(1)), None)
+        one = next((s for s in history.summaries if s.config == self._config(1)), None)
         if self.usable_cpus > 1 or one is None or not input_bound(one):
             return
         if not workers_idle(one, self.usable_cpus):
             return
         if self._room_above(history, 1):
-            yield LoaderConfig(min(self._climb(one), self._ceiling(history)))
+            yield self._config(min(self._climb(one), self._ceiling(history)))
 
     def _climb(self, best: Summary) -> int:
         """Where to look above the best count, which is also the highest measured: where the
@@ -140,33 +150,37 @@ class Adaptive:
         startup paid once would beat ``w`` kept alive (see :func:`startup_once_s`): the job
         runs persistent workers, and more workers pay more startup (4 ranks on 2 cores,
         storage: w=8 lost to w=4 started each epoch, and ran 2 persistent epochs 11% faster)."""
-        kept = next((s for s in history.usable() if s.config == _kept(w)), None)
+        kept = next((s for s in history.usable() if s.config == self._kept(w)), None)
         planned = [t.planned_s(self.epochs) for t in kept.ok_trials] if kept else []
         measured = sorted(p for p in planned if p is not None)
         if not measured:
             return
         for summary in history.usable():
             n = summary.config.num_workers
-            if summary.config != LoaderConfig(n) or n <= w:
+            if summary.config != self._config(n) or n <= w:
                 continue
             estimate = startup_once_s(summary, self.epochs)
             if estimate is not None and estimate < measured[len(measured) // 2]:
-                yield _kept(n)
+                yield self._kept(n)
+
+    def _kept(self, workers: int) -> LoaderConfig:
+        return self._config(workers, persistent_workers=True)
 
     def _knobs(self, history: History, w: int) -> Iterator[LoaderConfig]:
         best = history.best(plain=True)
         waiting = best is not None and input_bound(best)
         if self.epochs > 1:
-            yield LoaderConfig(w, persistent_workers=True)
+            yield self._kept(w)
             yield from self._kept_rivals(history, w)
         if waiting:
-            yield LoaderConfig(w, prefetch_factor=DEEP_PREFETCH)
+            yield self._config(w, prefetch_factor=DEEP_PREFETCH)
             if self.unordered_ok:
-                yield LoaderConfig(w, in_order=False)
-        yield from (LoaderConfig(w, multiprocessing_context=m) for m in self.start_methods)
+                yield self._config(w, in_order=False)
+        methods = [m for m in self.start_methods if m != self.context]
+        yield from (LoaderConfig(w, multiprocessing_context=m) for m in methods)
         if self.cuda:
-            yield LoaderConfig(w, pin_memory=True)
-        combined = _combine(history, w)
+            yield self._config(w, pin_memory=True)
+        combined = _combine(history, w, self.context)
         if combined is not None:
             yield combined
 
@@ -184,10 +198,6 @@ def startup_once_s(summary: Summary, epochs: int) -> float | None:
         warm_epoch = epoch - startup + 1 / rate.batches_per_s
         estimates.append(epoch + warm_epoch * (epochs - 1))
     return sorted(estimates)[len(estimates) // 2] if estimates else None
-
-
-def _kept(workers: int) -> LoaderConfig:
-    return LoaderConfig(workers, persistent_workers=True)
 
 
 def fewest_for_rounds(batches: int | None, workers: int) -> int:
@@ -228,18 +238,18 @@ def _midpoints(w: int, measured: list[int], batches: int | None = None) -> list[
     return points
 
 
-def _combine(history: History, w: int) -> LoaderConfig | None:
+def _combine(history: History, w: int, context: str | None = None) -> LoaderConfig | None:
     """The winning single-knob changes at ``w`` together, when more than one won."""
-    plain = next((s for s in history.usable() if s.config == LoaderConfig(w)), None)
-    if plain is None or plain.planned_s is None:
+    base = next((s for s in history.usable() if s.config == plain(w, context)), None)
+    if base is None or base.planned_s is None:
         return None
     winners = [
         s.config
         for s in history.usable()
         if s.config.num_workers == w
-        and s.config != plain.config
+        and s.config != base.config
         and s.planned_s is not None
-        and s.planned_s.median < plain.planned_s.median
+        and s.planned_s.median < base.planned_s.median
     ]
     if len(winners) < 2:
         return None
@@ -249,7 +259,7 @@ def _combine(history: History, w: int) -> LoaderConfig | None:
         persistent_workers=any(c.persistent_workers for c in winners),
         pin_memory=any(c.pin_memory for c in winners),
         multiprocessing_context=next(
-            (c.multiprocessing_context for c in winners if c.multiprocessing_context), None
+            (c.multiprocessing_context for c in winners if c.multiprocessing_context), context
         ),
         in_order=all(c.in_order for c in winners),
     )

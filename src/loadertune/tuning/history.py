@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from loadertune.analysis.verdict import IDLE_CPU_SHARE, INPUT_MODERATELY
 from loadertune.records.config import LoaderConfig
@@ -18,6 +19,7 @@ class History:
 
     summaries: Sequence[Summary]
     rejected: dict[LoaderConfig, str] = field(default_factory=dict)
+    context: str | None = None  # the start method of plain configs with workers (None: default)
 
     @property
     def tried(self) -> set[LoaderConfig]:
@@ -31,20 +33,27 @@ class History:
 
     def best(self, plain: bool = False) -> Summary | None:
         """Lowest median planned time; ``plain``: only configs that vary num_workers alone."""
-        pool = [s for s in self.usable() if not plain or is_plain(s.config)]
+        pool = [s for s in self.usable() if not plain or is_plain(s.config, self.context)]
         return min(pool, key=planned_median, default=None)
 
     def plain_workers(self) -> list[int]:
         """Worker counts measured with every other knob at its default, ascending."""
-        return sorted({s.config.num_workers for s in self.usable() if is_plain(s.config)})
+        usable = self.usable()
+        return sorted({s.config.num_workers for s in usable if is_plain(s.config, self.context)})
 
     def rejected_workers(self) -> list[int]:
-        return sorted(c.num_workers for c in self.rejected if is_plain(c))
+        return sorted(c.num_workers for c in self.rejected if is_plain(c, self.context))
 
 
-def is_plain(config: LoaderConfig) -> bool:
-    """Only num_workers differs from DataLoader's defaults."""
-    return config == LoaderConfig(num_workers=config.num_workers)
+def plain(workers: int, context: str | None = None, **knobs: Any) -> LoaderConfig:
+    """``workers`` with ``knobs``, its workers started by ``context`` (None: the default)."""
+    method = context if workers else None
+    return LoaderConfig(workers, multiprocessing_context=method, **knobs)
+
+
+def is_plain(config: LoaderConfig, context: str | None = None) -> bool:
+    """Only num_workers differs from DataLoader's defaults (the start method ``context``)."""
+    return config == plain(config.num_workers, context)
 
 
 def planned_median(summary: Summary) -> float:
@@ -58,8 +67,11 @@ def median_of(summary: Summary, figure: str) -> float | None:
 
 
 def input_bound(summary: Summary) -> bool:
-    """The step waited for data at least :data:`INPUT_BOUND_WAIT` of the time."""
-    wait = median_of(summary, "data_wait_fraction")
+    """The step waited for data at least :data:`INPUT_BOUND_WAIT` of the time: on a GPU,
+    the GPU sat idle between steps that long (as the verdict has it), else the loop waited."""
+    wait = median_of(summary, "gpu_idle_fraction")
+    if wait is None:
+        wait = median_of(summary, "data_wait_fraction")
     return wait is not None and wait >= INPUT_BOUND_WAIT
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loadertune.engine.bench import new_result
+from loadertune.engine.forked import start_method
 from loadertune.engine.harness import OFFLINE
 from loadertune.engine.ranked import follow, leading, ranks_for
 from loadertune.engine.ranks import Ranks
@@ -22,7 +23,7 @@ from loadertune.records.limits import TrialLimits
 from loadertune.records.result import Result, Summary
 from loadertune.records.trial import Trial
 from loadertune.tuning.adaptive import Adaptive
-from loadertune.tuning.history import History, planned_median
+from loadertune.tuning.history import History, plain, planned_median
 from loadertune.tuning.pick import Pick, noise_band, pick, speedup
 from loadertune.tuning.strategy import Grid, Strategy, worker_grid
 
@@ -174,7 +175,11 @@ def default_strategy(workload: Workload, result: Result, max_workers: int | None
     # once started; so one trial shows what a fresh interpreter costs or saves. (Here, at w=4:
     # 4.6 s and 4.0 s to the first batch, against 0.15 s with fork; `bench --start-method`
     # measures either.)
-    methods = tuple(m for m in ("forkserver",) if m in result.machine.get("start_methods", []))
+    available = tuple(result.machine.get("start_methods", []))
+    methods = tuple(m for m in ("forkserver",) if m in available)
+    context, why = start_method(workload, available)  # fork after CUDA, where it breaks
+    if why is not None:
+        result.settings["start_method"] = {"fork": why, "used": context}
     return Adaptive(
         usable_cpus=cpus,
         max_workers=_max_workers(result, max_workers),
@@ -182,7 +187,8 @@ def default_strategy(workload: Workload, result: Result, max_workers: int | None
         baseline=workload.baseline_config(),
         unordered_ok=_torch_at_least(torch.__version__, (2, 6)) and _plain_class(workload),
         start_methods=methods,
-        cuda=bool(result.machine.get("cuda_available")),
+        cuda=bool(result.machine.get("cuda_available")) and workload.device != "cpu",
+        context=context,
     )
 
 
@@ -355,7 +361,7 @@ def rejection(trial: Trial, max_memory_bytes: int | None) -> str | None:
     gave no batch in time, or it was stopped at or before the memory limit, or its measured
     peak passed the limit anyway."""
     error = trial.error
-    if error is not None and error.kind == "unpicklable":
+    if error is not None and error.kind in ("unpicklable", "cuda_fork"):
         return f"skipped: {error.message}"
     if error is not None and error.kind == "timeout":
         return "stopped: no batch before the budget ran out"
@@ -370,12 +376,13 @@ def rejection(trial: Trial, max_memory_bytes: int | None) -> str | None:
 def _speedups(
     chosen: Pick, history: History, workload: Workload, result: Result
 ) -> dict[str, dict[str, Any]]:
-    """The pick against the baseline and the two common rules, where they were measured."""
-    cpus = _cpus(result)
+    """The pick against the baseline and the two common rules, where they were measured
+    (with the start method the search gave its workers, where fork was not tried)."""
+    cpus, context = _cpus(result), (result.settings.get("start_method") or {}).get("used")
     rules = {
         "baseline": workload.baseline_config(),
-        "one_per_cpu": LoaderConfig(cpus),
-        "lightning": LoaderConfig(max(cpus - 1, 0)),
+        "one_per_cpu": plain(cpus, context),
+        "lightning": plain(max(cpus - 1, 0), context),
     }
     by_config = {s.config: s for s in history.summaries}
     out = {}
