@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import DistributedSampler
 
 import loadertune
-from lightning_fit import SAMPLES, Recording, plain, trainer
+from lightning_job import SAMPLES, Recording, plain, trainer
 from loadertune.lightning import DataLoaderTuner
 from loadertune.records.errors import LoadertuneWarning
 from sample_data import Indexed
@@ -252,7 +252,7 @@ def test_without_lightning_the_import_names_the_install_command(
 
 @pytest.mark.ranks
 def test_under_ddp_every_rank_trains_its_share_once_on_the_same_configs(tmp_path: Path) -> None:
-    job = str(Path(__file__).with_name("lightning_fit.py"))
+    job = str(Path(__file__).with_name("lightning_job.py"))
     done = subprocess.run(
         [sys.executable, job, str(tmp_path)],
         capture_output=True,

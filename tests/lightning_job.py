@@ -1,7 +1,7 @@
 """Small Lightning fits for the callback's tests: a module that records which sample indices
 each training (and validation) step saw, per epoch, and a trainer with nothing but the fit.
 
-Run as a script (``python lightning_fit.py OUT_DIR``) it is the DDP job: 2 CPU processes on
+Run as a script (``python lightning_job.py OUT_DIR``) it is the DDP job: 2 CPU processes on
 gloo (Lightning launches the second itself), each rank writing what it trained on and the
 config its loader ran to ``OUT_DIR/rank<r>.json``.
 """
