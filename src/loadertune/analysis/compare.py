@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from loadertune.records import stats
 from loadertune.records.config import LoaderConfig
 from loadertune.records.result import Result, Summary
 from loadertune.records.stats import Spread
+from loadertune.records.trial import Trial
 
 # (what the machine facts hold, how a difference is named)
 _MACHINE_FACTS = (
@@ -33,9 +35,40 @@ def baseline_summary(baseline: Result, config: LoaderConfig) -> Summary | None:
     return same or baseline.best
 
 
-def noise(spread: Spread | None) -> float:
-    """A side's noise: the range of its repeats over their median (0 for one run)."""
-    return spread.rel if spread is not None and spread.n > 1 else 0.0
+def epoch_values(summary: Summary, *, later: bool = False) -> list[float]:
+    """Each successful repeat's seconds per epoch of the planned job: an epoch, or where
+    persistent workers start once in a job of several epochs, its share of the whole. With
+    ``later``, what an epoch after the first costs (persistent workers running already): the
+    epochs an online loader times inside its job."""
+    epochs = max(summary.epochs, 1)
+    if later:
+        values = (_later_epoch_s(t) for t in summary.ok_trials)
+    else:
+        values = ((t.planned_s(epochs) or 0.0) / epochs for t in summary.ok_trials)
+    return [v for v in values if v]
+
+
+def _later_epoch_s(trial: Trial) -> float | None:
+    epoch, startup, warm = trial.epoch_s, trial.startup_s, trial.warm_startup_s
+    if epoch is None or not trial.config.persistent_workers or warm is None or startup is None:
+        return epoch
+    return epoch - startup + warm
+
+
+def per_epoch(summary: Summary, *, later: bool = False) -> Spread | None:
+    """Median and range of :func:`epoch_values`."""
+    return stats.spread(epoch_values(summary, later=later))
+
+
+def noise(summary: Summary, *, later: bool = False) -> float:
+    """A side's noise: the interquartile range of its epochs over their median (0 for one run);
+    a cold first run among five moves it little, where it would set the full range."""
+    return stats.relative_iqr(epoch_values(summary, later=later))
+
+
+def is_online(result: Result) -> bool:
+    """Whether ``result`` is an online loader's: its epochs were timed inside the job."""
+    return bool(result.settings.get("online"))
 
 
 def machine_differences(measured: Result, baseline: Result) -> list[str]:

@@ -6,8 +6,10 @@ name, whether it passed, and one paragraph with both figures and the verdict.
   repeats). Without a step the loop only waits, so the rule needs one.
 - **epoch vs baseline**: the median epoch is at most the baseline's times ``1 + allowed``,
   where ``allowed`` is the larger of ``tolerance`` and the noise of both runs (each side's
-  range over its median, added): a difference the repeats themselves show is not a regression.
-  The baseline's figure is for the same config where it measured it, else its best.
+  interquartile range over its median, added): a difference the repeats themselves show is not
+  a regression. The baseline's figure is for the same config where it measured it, else its
+  best. An epoch of a job of several epochs with persistent workers is its share of the job
+  (the workers start once).
 - **every run completes**: a repeat that failed (a dataset raising, a worker dying) fails the
   gate; it is a check only when one did.
 """
@@ -19,8 +21,10 @@ from typing import Any
 
 from loadertune.analysis.compare import (
     baseline_summary,
+    is_online,
     machine_differences,
     noise,
+    per_epoch,
     workload_differences,
 )
 from loadertune.analysis.explanation import result_verdict
@@ -111,27 +115,28 @@ def wait_check(summary: Summary, max_wait: float, verdict: str) -> Check:
 def regression_check(measured: Result, baseline: Result, tolerance: float, verdict: str) -> Check:
     """Passes when the median epoch is within the allowed share of the baseline's."""
     summary = measured_summary(measured)
-    theirs_summary = baseline_summary(baseline, summary.config) if summary else None
-    mine = summary.epoch_s if summary else None
-    theirs = theirs_summary.epoch_s if theirs_summary else None
-    if summary is None or theirs_summary is None or mine is None or theirs is None:
+    theirs = baseline_summary(baseline, summary.config) if summary else None
+    later = is_online(baseline)  # like with like: the epochs inside the job
+    mine_s = per_epoch(summary, later=later) if summary else None
+    theirs_s = per_epoch(theirs, later=later) if theirs else None
+    if summary is None or theirs is None or mine_s is None or theirs_s is None:
         return Check(REGRESSION, False, "The baseline has no config that ran to compare with.")
-    ratio = mine.median / theirs.median
-    both = noise(mine) + noise(theirs)
+    ratio = mine_s.median / theirs_s.median
+    both = noise(summary, later=later) + noise(theirs, later=later)
     allowed = max(tolerance, both)
     passed = ratio - 1 <= allowed
     sentences = [
-        _comparison(summary, theirs_summary, ratio, passed),
-        f"the gate allows {units.percent(allowed)} more, the larger of the tolerance "
-        f"({units.percent(tolerance)}) and the noise of both runs ({units.percent(both)}: "
-        "each side's range over its median, added).",
+        _comparison((summary, mine_s), (theirs, theirs_s), passed, later=later),
+        f"{ratio:.2f}x as long; the gate allows {units.percent(allowed)} more, the larger of "
+        f"the tolerance ({units.percent(tolerance)}) and the noise of both runs "
+        f"({units.percent(both)}: each side's interquartile range over its median, added).",
         verdict,
-        *_context(measured, baseline, summary, theirs_summary),
+        *_context(measured, baseline, summary, theirs),
     ]
     figures = {
-        "epoch_s": spread_dict(mine),
-        "baseline_epoch_s": spread_dict(theirs),
-        "baseline_config": theirs_summary.config.label(),
+        "epoch_s": spread_dict(mine_s),
+        "baseline_epoch_s": spread_dict(theirs_s),
+        "baseline_config": theirs.config.label(),
         "ratio": ratio,
         "noise": both,
         "tolerance": tolerance,
@@ -152,14 +157,34 @@ def baseline_warnings(measured: Result, baseline: Result) -> list[str]:
     return out
 
 
-def _comparison(mine: Summary, theirs: Summary, ratio: float, passed: bool) -> str:
+def _comparison(
+    mine: tuple[Summary, Spread], theirs: tuple[Summary, Spread], passed: bool, *, later: bool
+) -> str:
+    """The two figures, each with its runs and what kind of epoch it is."""
     head = "Slower than the baseline" if not passed else "Keeps up with the baseline"
+    (summary, mine_s), (base, theirs_s) = mine, theirs
+    ours = _later(summary) if later else _amortised(summary)
+    kind = " (epochs timed inside an online loader's job)" if later else _amortised(base)
     return (
-        f"{head}: an epoch at {mine.config.label()} takes {units.seconds(_median(mine))} "
-        f"({_runs(mine.epoch_s, units.seconds)}) against the baseline's "
-        f"{units.seconds(_median(theirs))} at {theirs.config.label()} "
-        f"({_runs(theirs.epoch_s, units.seconds)}), {ratio:.2f}x as long;"
+        f"{head}: an epoch at {summary.config.label()}{ours} takes "
+        f"{units.seconds(mine_s.median)} ({_runs(mine_s, units.seconds)}) against the "
+        f"baseline's {units.seconds(theirs_s.median)} at {base.config.label()}{kind} "
+        f"({_runs(theirs_s, units.seconds)}),"
     )
+
+
+def _amortised(summary: Summary) -> str:
+    """Where persistent workers start once in a job of several epochs, an epoch is its share."""
+    if summary.config.persistent_workers and summary.epochs > 1:
+        return f" (a {summary.epochs}-epoch job's share, its workers started once)"
+    return ""
+
+
+def _later(summary: Summary) -> str:
+    """Against an online loader's epochs, persistent workers are running already."""
+    if summary.config.persistent_workers and summary.epochs > 1:
+        return " (a later epoch, its workers running already)"
+    return ""
 
 
 def _context(measured: Result, baseline: Result, mine: Summary, theirs: Summary) -> list[str]:
@@ -186,7 +211,3 @@ def _runs(value: Spread | None, fmt: Any) -> str:
     if value is None or value.n < 2:
         return "one run"
     return f"median of {value.n} runs, {fmt(value.low)} to {fmt(value.high)}"
-
-
-def _median(summary: Summary) -> float | None:
-    return summary.epoch_s.median if summary.epoch_s else None

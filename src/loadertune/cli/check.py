@@ -35,6 +35,8 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     check_json_path(args.junit, "--junit")
     baseline = load_baseline(args.baseline) if args.baseline else None
     max_wait = max_wait_of(args, baseline)
+    if args.epochs is None:  # the job the baseline was measured for
+        args.epochs = baseline.epochs if baseline is not None else defaults.EPOCHS
     workload = workload_from_args(args, _batch_size(baseline))
     config = checked_config(args, workload, baseline)
     result = run_and_render(

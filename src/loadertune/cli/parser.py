@@ -102,9 +102,10 @@ def _add_repeats(parser: argparse.ArgumentParser, repeats: int = defaults.REPEAT
 
 
 def _measuring_command(
-    commands: Any, name: str, summary: str, description: str
+    commands: Any, name: str, summary: str, description: str, epochs: str | None = None
 ) -> argparse.ArgumentParser:
-    """A subcommand that measures a TARGET: the common arguments and the exit-code epilog."""
+    """A subcommand that measures a TARGET: the common arguments and the exit-code epilog;
+    ``epochs``: what --epochs defaults to, in words, where the command decides it (check)."""
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=summary,
@@ -112,11 +113,11 @@ def _measuring_command(
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(parser)
+    _add_common(parser, epochs)
     return parser
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, epochs: str | None = None) -> None:
     """Arguments every measuring command takes: the target and how to load it."""
     parser.add_argument("target", metavar="TARGET", help="the Dataset or DataLoader to measure")
     parser.add_argument("--step", metavar="TARGET", help="training step: a function of one batch")
@@ -128,8 +129,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epochs",
         type=_positive_int,
-        default=defaults.EPOCHS,
-        help=f"epochs your job runs; persistent workers start once (default: {defaults.EPOCHS})",
+        default=defaults.EPOCHS if epochs is None else None,
+        help="epochs your job runs; persistent workers start once "
+        f"(default: {epochs or defaults.EPOCHS})",
     )
     parser.add_argument(
         "--trial-timeout",
@@ -222,6 +224,7 @@ def _add_check(commands: Any) -> None:
         "given, or the baseline's pick) with repeats, and fail (exit 1) when the step waits "
         "for data more than --max-wait of the time, or when an epoch is slower than the "
         "baseline's by more than the larger of --tolerance and the noise of both runs.",
+        epochs=f"the baseline's, else {defaults.EPOCHS}",
     )
     check.add_argument(
         "--workers", type=_non_negative_int, metavar="N", help="num_workers (default: as given)"
@@ -233,13 +236,13 @@ def _add_check(commands: Any) -> None:
         type=_share,
         metavar="PCT",
         help="fail when the step waits for data more than PCT of the time, e.g. 20%% or 0.2; "
-        f"needs --step (default: {_percent(defaults.MAX_WAIT)} with --step)",
+        f"needs --step (default: {_percent(defaults.MAX_WAIT)} with --step and no --baseline)",
     )
     check.add_argument(
         "--baseline",
         metavar="RESULT.json",
         help="a result any loadertune command wrote (bench, tune, profile, check, an online "
-        "loader's): fail when an epoch is slower than its",
+        "loader's): fail when an epoch is slower than the baseline's",
     )
     check.add_argument(
         "--tolerance",

@@ -202,3 +202,14 @@ def spread(values: Sequence[float]) -> Spread | None:
     if not values:
         return None
     return Spread(statistics.median(values), min(values), max(values), len(values))
+
+
+def relative_iqr(values: Sequence[float]) -> float:
+    """Interquartile range over the median (inclusive quartiles; 0 for fewer than two values).
+    Unlike the full range, one outlier (a cold first run) barely moves it: of five values it
+    spans the second to the fourth; of two or three, half the range."""
+    if len(values) < 2:
+        return 0.0
+    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
+    median = statistics.median(values)
+    return (high - low) / median if median else 0.0
