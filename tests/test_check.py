@@ -16,7 +16,7 @@ import pytest
 from torch.utils.data import DataLoader
 
 import fakes
-from loadertune import Result
+from loadertune import LoaderConfig, Result
 from loadertune.analysis.document import save
 from loadertune.cli import main
 from loadertune.engine.trials import Interrupted
@@ -167,3 +167,31 @@ def test_the_pytest_helper_compares_with_a_baseline(tmp_path: Path) -> None:
         assert_loader_keeps_up(Rows(64, cost_s=0.002), None, None, baseline=fast, repeats=2)
     with pytest.raises(ValueError, match="max_wait needs a step"):
         assert_loader_keeps_up(Rows(64), None)
+
+
+def test_an_online_loaders_saved_result_is_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import loadertune
+
+    loader = loadertune.DataLoader(Rows(64), batch_size=8, epochs=3, cache=False)
+    for _ in range(3):
+        for _batch in loader:
+            pass
+    saved = tmp_path / "online.json"
+    loader.save_tuning(saved)
+    # the epochs differ by far more than the gate allows: slow sleeps 2 ms a sample
+    assert main(check(f"{DATASETS}:slow", "--baseline", str(saved))) == 1
+    shown = capsys.readouterr().out
+    assert "at w=0 (epochs timed inside an online loader's job)" in shown
+    assert "FAIL epoch vs baseline" in shown
+
+
+def test_a_searchs_pick_is_the_baseline_for_a_config_it_did_not_measure_again() -> None:
+    from loadertune.analysis.gate import gate
+
+    baseline = fakes.result(fakes.trial(0, 0.010), fakes.trial(4, 0.010), fakes.trial(8, 0.001))
+    baseline.pick, baseline.tuning = LoaderConfig(4), {"strategy": "adaptive"}
+    measured = fakes.result(fakes.trial(2, 0.010))
+    (check,) = gate(measured, baseline, max_wait=None)
+    assert check.figures["baseline_config"] == "w=4" and check.passed

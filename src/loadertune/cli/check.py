@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 def run(args: argparse.Namespace, command: list[str]) -> int:
     """Measure, apply the rules, report; the exit code."""
     from loadertune.analysis.gate import baseline_warnings, gate
-    from loadertune.engine.bench import bench
 
     check_paths(args)
     check_json_path(args.junit, "--junit")
@@ -38,8 +37,25 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     if args.epochs is None:  # the job the baseline was measured for
         args.epochs = baseline.epochs if baseline is not None else defaults.EPOCHS
     workload = workload_from_args(args, _batch_size(baseline))
-    config = checked_config(args, workload, baseline)
-    result = run_and_render(
+    result = measure(workload, checked_config(args, workload, baseline), args, command)
+    if result is None:
+        return EXIT_INTERRUPTED
+    checks = gate(result, baseline, max_wait=max_wait, tolerance=args.tolerance)
+    warnings = baseline_warnings(result, baseline) if baseline is not None else []
+    result.check = _record(args, max_wait, checks, warnings)
+    _write(result, checks, warnings, args)
+    _show(checks, warnings)
+    return EXIT_OK if all(c.passed for c in checks) else EXIT_TRIAL_FAILED
+
+
+def measure(
+    workload: Workload, config: LoaderConfig, args: argparse.Namespace, command: list[str]
+) -> Result | None:
+    """``config`` repeated after the warm-up, in this process, undiagnosed; rendered. None
+    after Ctrl-C (what was measured is shown and kept)."""
+    from loadertune.engine.bench import bench
+
+    return run_and_render(
         lambda on_trial: bench(
             workload,
             [config],
@@ -53,14 +69,6 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
         ),
         args,
     )
-    if result is None:
-        return EXIT_INTERRUPTED
-    checks = gate(result, baseline, max_wait=max_wait, tolerance=args.tolerance)
-    warnings = baseline_warnings(result, baseline) if baseline is not None else []
-    result.check = _record(args, max_wait, checks, warnings)
-    _write(result, checks, warnings, args)
-    _show(checks, warnings)
-    return EXIT_OK if all(c.passed for c in checks) else EXIT_TRIAL_FAILED
 
 
 def load_baseline(path: str) -> Result:
