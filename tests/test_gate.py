@@ -35,6 +35,9 @@ def test_the_wait_rule_passes_within_the_limit_and_fails_past_it() -> None:
     assert "Input-bound (highly)" in bad.paragraph  # the verdict travels with the figures
     assert "within the 60% allowed" in ok.paragraph
     assert bad.figures["wait_fraction"]["n"] == 3
+    (close,) = gate(measured, max_wait=0.495)  # not "50%, more than the 50% allowed"
+    assert not close.passed and "50.0% of the time" in close.paragraph
+    assert "more than the 49.5% allowed" in close.paragraph
 
 
 def test_the_regression_rule_passes_the_same_speed_and_fails_twice_as_slow() -> None:

@@ -104,9 +104,9 @@ def wait_check(summary: Summary, max_wait: float, verdict: str) -> Check:
     passed = wait.median <= max_wait
     how = "within" if passed else "more than"
     paragraph = (
-        f"The step waits for data {units.percent(wait.median)} of the time at "
+        f"The step waits for data {_share(wait.median, max_wait)} of the time at "
         f"{summary.config.label()} ({_runs(wait, units.percent)}), {how} the "
-        f"{units.percent(max_wait)} allowed. {verdict}"
+        f"{_share(max_wait, wait.median)} allowed. {verdict}"
     )
     figures = {"wait_fraction": spread_dict(wait), "max_wait": max_wait}
     return Check(WAIT, passed, paragraph.strip(), figures)
@@ -211,3 +211,9 @@ def _runs(value: Spread | None, fmt: Any) -> str:
     if value is None or value.n < 2:
         return "one run"
     return f"median of {value.n} runs, {fmt(value.low)} to {fmt(value.high)}"
+
+
+def _share(value: float, other: float) -> str:
+    """A percentage, to a tenth where whole ones would read as the other figure."""
+    whole = units.percent(value)
+    return f"{value * 100:.1f}%" if whole == units.percent(other) else whole
