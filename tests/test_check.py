@@ -195,3 +195,17 @@ def test_a_searchs_pick_is_the_baseline_for_a_config_it_did_not_measure_again() 
     measured = fakes.result(fakes.trial(2, 0.010))
     (check,) = gate(measured, baseline, max_wait=None)
     assert check.figures["baseline_config"] == "w=4" and check.passed
+
+
+def test_show_renders_a_saved_checks_outcomes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "check.json"
+    baseline = baseline_file(tmp_path, 1e-5)
+    assert main(check(f"{DATASETS}:slow", "--baseline", baseline, "--json", str(out))) == 1
+    checked = capsys.readouterr().out
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    (fail,) = [line for line in checked.splitlines() if line.startswith("FAIL ")]
+    assert fail in shown.splitlines() and "loadertune check failed: 1 of 1 check" in shown
+    assert "Warning (baseline): the baseline was measured on another machine" in shown

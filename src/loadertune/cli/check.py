@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     warnings = baseline_warnings(result, baseline) if baseline is not None else []
     result.check = _record(args, max_wait, checks, warnings)
     _write(result, checks, warnings, args)
-    _show(checks, warnings)
+    _show(result.check, checks)
     return EXIT_OK if all(c.passed for c in checks) else EXIT_TRIAL_FAILED
 
 
@@ -165,26 +165,22 @@ def _write(
         write_atomic(Path(args.junit), junit_xml(checks, args.target, warnings))
 
 
-def _show(checks: list[Check], warnings: list[str]) -> None:
+def _show(check: dict[str, Any], checks: list[Check]) -> None:
     """Each check with its reason on stdout; warnings on stderr; under GitHub Actions, the
     failures and warnings again as workflow commands (annotations)."""
     from rich.markup import escape
 
-    from loadertune.report.ci import workflow_commands
+    from loadertune.report.ci import check_lines, workflow_commands
 
     errors = stderr_console()
-    for warning in warnings:
+    for warning in check["warnings"]:
         errors.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
     console = stdout_console()
-    for check in checks:
-        mark = "[green]PASS[/]" if check.passed else "[red]FAIL[/]"
-        console.print(f"{mark} {check.name}: {escape(check.paragraph)}", soft_wrap=True)
-    failed, total = sum(not c.passed for c in checks), len(checks)
-    noun = "check" if total == 1 else "checks"
-    outcome = f"[red]failed[/]: {failed} of {total} {noun}" if failed else "[green]passed[/]"
-    console.print(f"loadertune check {outcome}" + ("" if failed else f": {total} {noun}"))
+    for line in check_lines(check):
+        style = "red" if line.startswith(("FAIL", "loadertune check failed")) else None
+        console.print(line, style=style, soft_wrap=True, markup=False, highlight=False)
     if os.environ.get("GITHUB_ACTIONS"):
         sys.stdout.flush()
-        for line in workflow_commands(checks, warnings):
+        for line in workflow_commands(checks, check["warnings"]):
             sys.stdout.write(line + "\n")
         sys.stdout.flush()

@@ -1,11 +1,12 @@
 """What CI systems read from ``loadertune check``: a JUnit XML file (one test case per check, a
-``failure`` element holding the reason) and GitHub Actions workflow commands (``::error::``
-annotations). Pure functions of the checks; no torch, nothing measured."""
+``failure`` element holding the reason), GitHub Actions workflow commands (``::error::``
+annotations) and the log's lines. Pure functions of the checks; no torch, nothing measured."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from typing import Any
 
 from loadertune.analysis.gate import Check
 
@@ -54,3 +55,16 @@ def _data(text: str) -> str:
 def _property(text: str) -> str:
     """A workflow command's property value: the message's escapes, and ``:`` and ``,``."""
     return _data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def check_lines(check: dict[str, Any] | None) -> list[str]:
+    """A check's outcomes as a result document holds them (``Result.check``): ``PASS name:
+    paragraph`` or ``FAIL ...`` each, then the count."""
+    if not check:
+        return []
+    checks = check.get("checks") or []
+    lines = [f"{'PASS' if c['passed'] else 'FAIL'} {c['name']}: {c['paragraph']}" for c in checks]
+    failed, total = sum(not c["passed"] for c in checks), len(checks)
+    noun = "check" if total == 1 else "checks"
+    outcome = f"failed: {failed} of {total} {noun}" if failed else f"passed: {total} {noun}"
+    return [*lines, f"loadertune check {outcome}"]
