@@ -60,6 +60,7 @@ class Runs:
     codes: list[int] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
     allowed: list[float] = field(default_factory=list)
+    others: list[float] = field(default_factory=list)  # CPUs other processes kept busy
     wall_s: list[float] = field(default_factory=list)
 
 
@@ -84,7 +85,9 @@ def check_once(runs: Runs, here: Path, index: int) -> None:
         "check", f"data.py:{runs.name}", "--baseline", "base.json", "--json", str(out), cwd=here
     )
     runs.wall_s.append(time.perf_counter() - began)
-    (figures,) = [c["figures"] for c in json.loads(out.read_text())["check"]["checks"]]
+    block = json.loads(out.read_text())["check"]
+    (figures,) = [c["figures"] for c in block["checks"]]
+    runs.others.append(block.get("others_cpus") or 0.0)
     runs.codes.append(code)
     runs.ratios.append(figures["ratio"])
     runs.allowed.append(figures["allowed"])
@@ -113,13 +116,14 @@ def render(
         f"{2 * LATENCY_S * 1000:.0f} ms), batches of {BATCH}, {WORKERS} workers.",
         "",
         "| variant | checks | passed (exit 0) | failed (exit 1) | epoch / baseline's, median "
-        "(range) | allowed, median (range) | wall per check |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "(range) | allowed, median (range) | others' CPUs, median (max) | wall per check |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for runs in variants:
         lines.append(
             f"| {runs.name} | {len(runs.codes)} | {runs.codes.count(0)} | {runs.codes.count(1)} "
             f"| {_ratio(runs.ratios)} | {_share(runs.allowed)} "
+            f"| {statistics.median(runs.others):.2f} ({max(runs.others):.2f}) "
             f"| {statistics.median(runs.wall_s):.1f} s |"
         )
     lines += [
@@ -128,7 +132,9 @@ def render(
         "passed** (wanted: at least 19 of 20);",
         f"- against a config twice as slow: **{slower.codes.count(1)} of {len(slower.codes)} "
         "failed** (wanted: all).",
-        f"- load average (1/5/15 min) at start {_load(load[0])}, at end {_load(load[1])}.",
+        f"- load average (1/5/15 min) at start {_load(load[0])}, at end {_load(load[1])}; "
+        "others' CPUs: what other processes kept busy on this machine's CPUs during each "
+        "check (`others_cpus`, the hypervisor's steal included).",
         "",
     ]
     return "\n".join(lines)

@@ -55,6 +55,7 @@ def test_check_passes_against_a_slower_baseline_and_writes_junit_and_json(
     assert case.get("name") == "epoch vs baseline" and case.find("failure") is None
     doc = json.loads(out.read_text())
     assert doc["check"]["passed"] is True and doc["check"]["baseline"] == baseline
+    assert doc["check"]["others_cpus"] is None or doc["check"]["others_cpus"] >= 0
     assert doc["workload"]["batch_size"] == 8  # a bare Dataset batched as the baseline was
     assert Result.load(out).check == doc["check"]  # a check's result is a baseline too
 

@@ -16,6 +16,7 @@ from loadertune.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL_FAILED
 from loadertune.cli.outputs import check_json_path, check_paths, json_path
 from loadertune.cli.render import stderr_console, stdout_console
 from loadertune.cli.show import load_result
+from loadertune.engine import neighbours
 from loadertune.records import defaults
 from loadertune.records.config import LoaderConfig
 from loadertune.records.errors import UsageError
@@ -37,12 +38,16 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     if args.epochs is None:  # the job the baseline was measured for
         args.epochs = baseline.epochs if baseline is not None else defaults.EPOCHS
     workload = workload_from_args(args, _batch_size(baseline))
+    before = neighbours.sample()
     result = measure(workload, checked_config(args, workload, baseline), args, command)
     if result is None:
         return EXIT_INTERRUPTED
+    others = neighbours.others_cpus(before, neighbours.sample())
     checks = gate(result, baseline, max_wait=max_wait, tolerance=args.tolerance)
     warnings = baseline_warnings(result, baseline) if baseline is not None else []
-    result.check = _record(args, max_wait, checks, warnings)
+    busy = neighbours.contention_warning(others, result.usable_cpus)
+    warnings += [busy] if busy else []
+    result.check = {**_record(args, max_wait, checks, warnings), "others_cpus": others}
     _write(result, checks, warnings, args)
     _show(result.check, checks)
     return EXIT_OK if all(c.passed for c in checks) else EXIT_TRIAL_FAILED
