@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loadertune.analysis.gate import gate
+from loadertune.engine import neighbours
 from loadertune.engine.bench import bench
 from loadertune.engine.workload import Workload
 from loadertune.records import defaults
@@ -41,6 +42,7 @@ def assert_loader_keeps_up(
         raise ValueError("max_wait needs a step: without one the loop only waits for data")
     workload = loader if isinstance(loader, Workload) else Workload(loader, step=step)
     before = Result.load(baseline) if isinstance(baseline, str | Path) else baseline
+    start = neighbours.sample()
     result = bench(
         workload,
         [workload.baseline_config()],
@@ -53,5 +55,8 @@ def assert_loader_keeps_up(
         c for c in gate(result, before, max_wait=max_wait, tolerance=tolerance) if not c.passed
     ]
     if failed:
-        raise AssertionError("\n\n".join(f"{c.name}: {c.paragraph}" for c in failed))
+        others = neighbours.others_cpus(start, neighbours.sample())
+        busy = neighbours.contention_warning(others, result.usable_cpus)
+        notes = [f"{c.name}: {c.paragraph}" for c in failed] + ([f"Note: {busy}."] if busy else [])
+        raise AssertionError("\n\n".join(notes))
     return result
