@@ -87,8 +87,9 @@ def load_baseline(path: str) -> Result:
 def max_wait_of(args: argparse.Namespace, baseline: Result | None) -> float | None:
     """The wait rule's limit: --max-wait, else the default when there is no baseline; it
     needs a step (without one the loop only waits for data)."""
+    given: float | None = args.max_wait
     if args.step is None:
-        if args.max_wait is not None:
+        if given is not None:
             raise UsageError("--max-wait needs --step: without a step the loop only waits")
         if baseline is None:
             raise UsageError(
@@ -96,9 +97,7 @@ def max_wait_of(args: argparse.Namespace, baseline: Result | None) -> float | No
                 "regression rule)"
             )
         return None
-    if args.max_wait is None and baseline is None:
-        return defaults.MAX_WAIT
-    return args.max_wait  # type: ignore[no-any-return]
+    return defaults.MAX_WAIT if given is None and baseline is None else given
 
 
 def checked_config(
