@@ -231,3 +231,8 @@ def make_copy_on_read() -> CopyOnRead:
 killed = KilledAt(bad=3)
 hoards = Hoards(4000)
 sleepy = Rows(400, cost_s=0.01)  # ~4 s per epoch without workers: long enough to interrupt
+
+
+def slow_step(batch: Any) -> None:
+    """A training step of 10 ms: in-memory rows never keep it waiting."""
+    time.sleep(0.01)

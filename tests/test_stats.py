@@ -97,3 +97,12 @@ def test_spread_brackets_the_median(values: list[float]) -> None:
     assert spread.low <= spread.median <= spread.high
     assert spread.rel >= 0
     assert stats.spread([]) is None
+
+
+def test_relative_iqr_spans_the_middle_half_so_one_outlier_barely_moves_it() -> None:
+    from loadertune.records.stats import relative_iqr
+
+    assert relative_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2.0 / 3.0)
+    assert relative_iqr([1.0, 1.0, 1.0, 1.0, 9.0]) == 0.0
+    assert relative_iqr([2.0, 4.0]) == pytest.approx(1.0 / 3.0)  # half the range, over 3
+    assert relative_iqr([5.0]) == 0.0 and relative_iqr([]) == 0.0

@@ -46,6 +46,7 @@ def document(result: Result) -> dict[str, Any]:
         "advice": findings(result),
         "diagnosis": result.diagnosis,
         "tuning": result.tuning,
+        "check": result.check,
         "summary": [summary_document(s) for s in result.summaries()],
         "trials": [trial_document(t, result.epochs) for t in result.trials],
     }

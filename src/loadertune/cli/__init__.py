@@ -1,7 +1,7 @@
 """The command line: parse, call the library, render. It measures nothing itself.
 
-One module per command (``bench``, ``tune``, ``profile``, ``show``, ``demo``), each with a
-``run(args, command) -> exit code``; :mod:`~loadertune.cli.exits` says what the codes mean.
+One module per command (``bench``, ``tune``, ``profile``, ``check``, ``show``, ``demo``), each
+with a ``run(args, command) -> exit code``; :mod:`~loadertune.cli.exits` says what they mean.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from loadertune.cli import bench, demo, profile, show, tune
+from loadertune.cli import bench, check, demo, profile, show, tune
 from loadertune.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE
 from loadertune.cli.parser import build_parser
 from loadertune.records.errors import UsageError
@@ -29,6 +29,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "bench": bench.run,
     "tune": tune.run,
     "profile": profile.run,
+    "check": check.run,
     "show": show.run,
     "demo": demo.run,
 }

@@ -27,8 +27,11 @@ if TYPE_CHECKING:
     OnTrial = Callable[[TrialEvent], None]
 
 
-def workload_from_args(args: argparse.Namespace) -> Workload:
-    """The workload named by TARGET (and --step), with the batch size and epochs asked for."""
+def workload_from_args(args: argparse.Namespace, dataset_batch_size: int | None = None) -> Workload:
+    """The workload named by TARGET (and --step), with the batch size and epochs asked for;
+    ``dataset_batch_size`` batches a bare Dataset when --batch-size is not given."""
+    from torch.utils.data import DataLoader
+
     from loadertune.cli.targets import load_target, resolve_data, resolve_step
 
     here = str(Path.cwd())
@@ -36,11 +39,14 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         sys.path.insert(0, here)
     data = resolve_data(load_target(args.target), args.target)
     step = resolve_step(load_target(args.step), args.step) if args.step else None
+    batch_size = args.batch_size
+    if batch_size is None and not isinstance(data, DataLoader):
+        batch_size = dataset_batch_size
     try:
         return Workload(
             data,
             step=step,
-            batch_size=args.batch_size,
+            batch_size=batch_size,
             epochs=args.epochs,
             batch_budget=args.batches,
             name=args.target,

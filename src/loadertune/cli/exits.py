@@ -9,9 +9,9 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 MEANINGS = {
-    EXIT_OK: "success",
+    EXIT_OK: "success (check: every check passed)",
     EXIT_TRIAL_FAILED: "measured, but a trial failed (tune: nothing usable was found; "
-    "it searches around failed configs and lists them)",
+    "it searches around failed configs and lists them; check: a check failed)",
     EXIT_USAGE: "bad usage or target",
     EXIT_INTERRUPTED: "interrupted (what was measured is kept and printed)",
 }

@@ -21,22 +21,22 @@ def check_paths(args: argparse.Namespace) -> None:
     check_out_dir(args.out)
 
 
-def check_json_path(path: str | None) -> None:
-    """Refuse a --json path that cannot be written, before anything is measured."""
+def check_json_path(path: str | None, flag: str = "--json") -> None:
+    """Refuse a file path (``flag``'s) that cannot be written, before anything is measured."""
     if path is None:
         return
     target = Path(path)
     if target.is_dir():
-        raise UsageError(f"--json {path}: is a directory; give a file name")
+        raise UsageError(f"{flag} {path}: is a directory; give a file name")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"--json {path}: cannot create its folder ({exc.strerror})") from exc
+        raise UsageError(f"{flag} {path}: cannot create its folder ({exc.strerror})") from exc
     try:
         with tempfile.TemporaryFile(dir=target.parent):
             pass
     except OSError as exc:
-        raise UsageError(f"--json {path}: cannot write in its folder ({exc.strerror})") from exc
+        raise UsageError(f"{flag} {path}: cannot write in its folder ({exc.strerror})") from exc
 
 
 def check_out_dir(path: str | None) -> None:

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(commands)
     _add_tune(commands)
     _add_profile(commands)
+    _add_check(commands)
     _add_show(commands)
     _add_demo(commands)
     return parser
@@ -64,26 +65,31 @@ def _add_bench(commands: Any) -> None:
         metavar="N,N,...",
         help=f"num_workers values to try (default: {workers})",
     )
-    bench.add_argument(
+    _add_knobs(bench)
+    _add_repeats(bench)
+
+
+def _add_knobs(parser: argparse.ArgumentParser) -> None:
+    """The worker knobs besides num_workers, as bench and check take them."""
+    parser.add_argument(
         "--prefetch-factor", type=_positive_int, help="prefetch_factor for configs with workers"
     )
-    bench.add_argument(
+    parser.add_argument(
         "--persistent-workers", action="store_true", help="keep workers alive between epochs"
     )
-    bench.add_argument(
+    parser.add_argument(
         "--start-method",
         choices=("fork", "forkserver", "spawn"),
         help="multiprocessing start method for the workers (default: the platform's)",
     )
-    _add_repeats(bench)
 
 
-def _add_repeats(parser: argparse.ArgumentParser) -> None:
+def _add_repeats(parser: argparse.ArgumentParser, repeats: int = defaults.REPEATS) -> None:
     parser.add_argument(
         "--repeats",
         type=_positive_int,
-        default=defaults.REPEATS,
-        help=f"interleaved repeats of every config (default: {defaults.REPEATS})",
+        default=repeats,
+        help=f"interleaved repeats of every config (default: {repeats})",
     )
     parser.add_argument(
         "--trial-budget",
@@ -96,9 +102,10 @@ def _add_repeats(parser: argparse.ArgumentParser) -> None:
 
 
 def _measuring_command(
-    commands: Any, name: str, summary: str, description: str
+    commands: Any, name: str, summary: str, description: str, epochs: str | None = None
 ) -> argparse.ArgumentParser:
-    """A subcommand that measures a TARGET: the common arguments and the exit-code epilog."""
+    """A subcommand that measures a TARGET: the common arguments and the exit-code epilog;
+    ``epochs``: what --epochs defaults to, in words, where the command decides it (check)."""
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=summary,
@@ -106,11 +113,11 @@ def _measuring_command(
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(parser)
+    _add_common(parser, epochs)
     return parser
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, epochs: str | None = None) -> None:
     """Arguments every measuring command takes: the target and how to load it."""
     parser.add_argument("target", metavar="TARGET", help="the Dataset or DataLoader to measure")
     parser.add_argument("--step", metavar="TARGET", help="training step: a function of one batch")
@@ -122,8 +129,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epochs",
         type=_positive_int,
-        default=defaults.EPOCHS,
-        help=f"epochs your job runs; persistent workers start once (default: {defaults.EPOCHS})",
+        default=defaults.EPOCHS if epochs is None else None,
+        help="epochs your job runs; persistent workers start once "
+        f"(default: {epochs or defaults.EPOCHS})",
     )
     parser.add_argument(
         "--trial-timeout",
@@ -213,6 +221,69 @@ def _add_profile(commands: Any) -> None:
         "step, and say what limits it, the headroom left and what to change.",
     )
     _add_repeats(profile)
+
+
+def _add_check(commands: Any) -> None:
+    check = _measuring_command(
+        commands,
+        "check",
+        "a CI gate: fail when the loader starves the step or is slower than a baseline",
+        "Measure your loader as given (a DataLoader as configured; a Dataset with the knobs "
+        "given, or the baseline's pick) with repeats, and fail (exit 1) when the step waits "
+        "for data more than --max-wait of the time, or when an epoch is slower than the "
+        "baseline's by more than the larger of --tolerance and the noise of both runs.",
+        epochs=f"the baseline's, else {defaults.EPOCHS}",
+    )
+    check.add_argument(
+        "--workers", type=_non_negative_int, metavar="N", help="num_workers (default: as given)"
+    )
+    _add_knobs(check)
+    _add_repeats(check, defaults.CHECK_REPEATS)
+    check.add_argument(
+        "--max-wait",
+        type=_share,
+        metavar="PCT",
+        help="fail when the step waits for data more than PCT of the time, e.g. 20%% or 0.2; "
+        f"needs --step (default: {_percent(defaults.MAX_WAIT)} with --step and no --baseline)",
+    )
+    check.add_argument(
+        "--baseline",
+        metavar="RESULT.json",
+        help="a result any loadertune command wrote (bench, tune, profile, check, an online "
+        "loader's): fail when an epoch is slower than the baseline's",
+    )
+    check.add_argument(
+        "--tolerance",
+        type=_share,
+        default=defaults.CHECK_TOLERANCE,
+        metavar="PCT",
+        help="how much slower than the baseline passes, at least; the noise of both runs "
+        f"widens it (default: {_percent(defaults.CHECK_TOLERANCE)})",
+    )
+    check.add_argument(
+        "--junit", metavar="PATH", help="write a JUnit XML file: one test case per check"
+    )
+
+
+def _percent(fraction: float) -> str:
+    """A share in help text (argparse formats help with %, hence %%)."""
+    return f"{fraction:.0%}".replace("%", "%%")
+
+
+def _share(text: str) -> float:
+    """``'20%'`` or ``'0.2'`` -> ``0.2``; a bare number above 1 is refused as ambiguous."""
+    cleaned = text.strip()
+    try:
+        value = float(cleaned.removesuffix("%")) / (100 if cleaned.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a share like 20% or 0.2, got {text!r}"
+        ) from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a share of at least 0, got {text!r}")
+    if value > 1 and not cleaned.endswith("%"):
+        raise argparse.ArgumentTypeError(f"{text!r} is more than 1: write {text}% or a fraction")
+    return value
 
 
 def _add_show(commands: Any) -> None:

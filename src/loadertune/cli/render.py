@@ -37,6 +37,7 @@ def render(result: Result, console: Console) -> None:
     Lines that carry user text (errors, dataset expressions) are printed without markup."""
     from rich.markup import escape
 
+    from loadertune.report.ci import check_lines
     from loadertune.report.headline import headline_lines
     from loadertune.report.ranks import rank_lines
     from loadertune.report.table import caption, results_table, title
@@ -53,6 +54,9 @@ def render(result: Result, console: Console) -> None:
         console.print(f"[red]failed[/] ({where}): {escape(str(trial.error))}", soft_wrap=True)
     lines = rank_lines(result) + (tuning_lines(result) or headline_lines(result))
     lines += verdict_lines(result) + advice_lines(result) + warning_lines(result)
+    if result.check:  # a saved check's outcomes (the check command prints its own after)
+        lines += [f"Warning (baseline): {w}" for w in result.check.get("warnings") or []]
+        lines += check_lines(result.check)
     for line in lines:
         console.print(line, soft_wrap=True, markup=False, highlight=False, emoji=False)
 

@@ -19,3 +19,8 @@ MEMORY_SHARE = 0.8  # the memory limit unless told: 80% of the memory available 
 # storage want many workers
 MAX_WORKERS_FLOOR = 32
 WORKERS_PER_CPU = 8
+# `check`, the CI gate: five repeats give a median one slow run cannot move and a spread that
+# says how noisy the machine is; the regression rule allows at least 10% (or the noise, if more)
+CHECK_REPEATS = 5
+CHECK_TOLERANCE = 0.10
+MAX_WAIT = 0.20  # the wait rule's limit: TensorFlow's "highly input-bound" threshold

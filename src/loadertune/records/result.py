@@ -118,6 +118,7 @@ class Result:
     verdict: dict[str, Any] | None = None
     advice: list[dict[str, Any]] = field(default_factory=list)
     distributed: dict[str, Any] | None = None  # under torchrun: the ranks it was measured under
+    check: dict[str, Any] | None = None  # `loadertune check`: the rules, baseline and outcomes
 
     @property
     def cpus_per_rank(self) -> int | None:
@@ -181,6 +182,7 @@ class Result:
             verdict=doc.get("verdict"),
             advice=list(doc.get("advice") or []),
             distributed=doc.get("distributed"),
+            check=doc.get("check"),
         )
 
     @classmethod

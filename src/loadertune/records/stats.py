@@ -223,3 +223,14 @@ def gpu_idle_fraction(starts: Sequence[float], ends: Sequence[float]) -> float |
         return None
     span = ends[-1] - starts[0]
     return gpu_idle_s(starts, ends) / span if span > 0 else None
+
+
+def relative_iqr(values: Sequence[float]) -> float:
+    """Interquartile range over the median (inclusive quartiles; 0 for fewer than two values).
+    Unlike the full range, one outlier (a cold first run) barely moves it: of five values it
+    spans the second to the fourth; of two or three, half the range."""
+    if len(values) < 2:
+        return 0.0
+    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
+    median = statistics.median(values)
+    return (high - low) / median if median else 0.0
