@@ -120,6 +120,10 @@ def test_a_dataset_is_measured_with_the_knobs_given(tmp_path: Path) -> None:
         ([f"{DATASETS}:tiny", "--max-wait", "20%", "--baseline", str(OLD)], "--max-wait needs"),
         ([f"{DATASETS}:tiny", "--step", f"{DATASETS}:sum_step", "--max-wait", "20"], "20%"),
         ([f"{DATASETS}:tiny", "--tolerance", "ten"], "expected a share like 20% or 0.2"),
+        (  # a wait past all of the time could never fail the gate
+            [f"{DATASETS}:tiny", "--step", f"{DATASETS}:sum_step", "--max-wait", "150%"],
+            "more than all of the time",
+        ),
         ([f"{DATASETS}:tiny", "--baseline", "missing.json"], "--baseline missing.json: no such"),
         ([f"{DATASETS}:tiny", "--baseline", DATASETS], "not a loadertune result"),
         ([f"{DATASETS}:nope", "--baseline", str(OLD)], "nope"),

@@ -38,8 +38,11 @@ def assert_loader_keeps_up(
     waits for data more than ``max_wait`` of the time (a share: 0.2 is 20%), or, with a
     ``baseline`` result (or the path of one), when an epoch is slower than the baseline's by
     more than the larger of ``tolerance`` and the noise of both. Returns what was measured."""
+    __tracebackhide__ = True  # pytest shows the caller's line and the message, not ours
     if step is None and max_wait is not None:
         raise ValueError("max_wait needs a step: without one the loop only waits for data")
+    if max_wait is not None and not 0 <= max_wait <= 1:
+        raise ValueError(f"max_wait is a share of the time, 0 to 1 (0.2 is 20%), got {max_wait!r}")
     workload = loader if isinstance(loader, Workload) else Workload(loader, step=step)
     before = Result.load(baseline) if isinstance(baseline, str | Path) else baseline
     start = neighbours.sample()

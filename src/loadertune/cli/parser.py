@@ -241,7 +241,7 @@ def _add_check(commands: Any) -> None:
     _add_repeats(check, defaults.CHECK_REPEATS)
     check.add_argument(
         "--max-wait",
-        type=_share,
+        type=_wait_share,
         metavar="PCT",
         help="fail when the step waits for data more than PCT of the time, e.g. 20%% or 0.2; "
         f"needs --step (default: {_percent(defaults.MAX_WAIT)} with --step and no --baseline)",
@@ -283,6 +283,16 @@ def _share(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a share of at least 0, got {text!r}")
     if value > 1 and not cleaned.endswith("%"):
         raise argparse.ArgumentTypeError(f"{text!r} is more than 1: write {text}% or a fraction")
+    return value
+
+
+def _wait_share(text: str) -> float:
+    """A share of the time, so at most all of it: a limit past 100% could never fail."""
+    value = _share(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is more than all of the time: give a share up to 100%"
+        )
     return value
 
 
