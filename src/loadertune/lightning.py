@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import math
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
@@ -74,16 +75,17 @@ class DataLoaderTuner(pl.Callback):  # type: ignore[misc, name-defined]
         if tune_epochs is not None and tune_epochs < 1:
             raise ValueError(f"tune_epochs must be >= 1 or None, got {tune_epochs!r}")
         self.tune_epochs, self.epochs, self.tune_val = tune_epochs, epochs, tune_val
-        self._adopt: dict[str, Any] = {
+        self._options: dict[str, Any] = {  # from_loader's, beside the fit's epochs
             "keep": tuple(keep),
             "in_order": in_order,
             "multiprocessing_context": multiprocessing_context,
+            "cache": cache,
+            "max_memory": max_memory,
         }
-        self._ours: dict[str, Any] = {"cache": cache, "max_memory": max_memory}
         self.train_loaders: list[DataLoader] = []
         self.val_loaders: list[DataLoader] = []
         self._sources: list[Any] = []
-        self._logged: set[int] = set()
+        self._logged: weakref.WeakSet[DataLoader] = weakref.WeakSet()  # an id could recur
         self._val_runs = 0
 
     @property
@@ -160,17 +162,17 @@ class DataLoaderTuner(pl.Callback):  # type: ignore[misc, name-defined]
             )
             return loader
         epochs = self.epochs or fit_epochs(trainer, loader)
-        return from_loader(loader, **self._adopt, epochs=epochs, **self._ours)
+        return from_loader(loader, epochs=epochs, **self._options)
 
     def _log(self, trainer: Any, loaders: list[DataLoader], kind: str) -> None:
         """Each loader's pick, once it has settled, to the trainer's loggers (global rank 0)."""
+        if not trainer.is_global_zero:
+            return
         for index, loader in enumerate(loaders):
-            if id(loader) in self._logged or not trainer.is_global_zero:
-                continue
-            metrics = _pick_metrics(loader)
+            metrics = None if loader in self._logged else _pick_metrics(loader)
             if metrics is None:
                 continue
-            self._logged.add(id(loader))
+            self._logged.add(loader)
             prefix = f"loadertune/{kind}{index}/" if index else f"loadertune/{kind}"
             for logger in trainer.loggers:
                 logger.log_metrics({prefix + k: v for k, v in metrics.items()}, trainer.global_step)
